@@ -1,0 +1,74 @@
+"""Readiness checks behind /healthz: database (with pgvector), Redis and Celery workers."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from config.celery import HEARTBEAT_KEY
+
+
+def _timed(check) -> dict:
+    started = time.perf_counter()
+    try:
+        result = {"ok": True, **check()}
+    except Exception as exc:  # a health check reports failures, it does not raise them
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    result["ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result
+
+
+def check_database() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("pgvector extension is not installed (run migrate)")
+    return {"pgvector": row[0]}
+
+
+def check_redis() -> dict:
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    client.ping()
+    return {}
+
+
+def check_workers() -> dict:
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    now = time.time()
+    ages = {
+        host.decode(): round(now - float(beat), 1)
+        for host, beat in client.hgetall(HEARTBEAT_KEY).items()
+    }
+    alive = sorted(h for h, age in ages.items() if age <= settings.WORKER_HEARTBEAT_MAX_AGE)
+    if not alive:
+        raise RuntimeError(f"no worker heartbeat in the last {settings.WORKER_HEARTBEAT_MAX_AGE}s")
+    return {"workers": alive}
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database and Redis answer; `degraded` (still 200) without a live worker.
+
+    Without workers the web app still serves chat from indexed documents, so a load balancer
+    should keep the node; indexing and training wait until a worker returns.
+    """
+    checks = {
+        "database": _timed(check_database),
+        "redis": _timed(check_redis),
+        "worker": _timed(check_workers),
+    }
+    if not (checks["database"]["ok"] and checks["redis"]["ok"]):
+        status, code = "fail", 503
+    elif not checks["worker"]["ok"]:
+        status, code = "degraded", 200
+    else:
+        status, code = "ok", 200
+    return JsonResponse({"status": status, "checks": checks}, status=code)

@@ -1,0 +1,31 @@
+"""Tests: the same real PostgreSQL and Redis as development, isolated from it.
+
+The test database is `test_<name>` (created by pytest-django); Redis traffic goes to a separate
+logical database so a running `make run` worker never picks up a test's task.
+"""
+
+from urllib.parse import urlsplit, urlunsplit
+
+from config.env import env_int
+
+from .base import *  # noqa: F403
+from .base import CACHES, CHANNEL_LAYERS, LOGGING, REDIS_URL
+
+SECRET_KEY = "counsel-test-key"  # noqa: S105 - tests only
+DEBUG = False
+# DEBUG is off, so let WhiteNoise find static files without collectstatic.
+WHITENOISE_USE_FINDERS = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+TEST_REDIS_DB = env_int("TEST_REDIS_DB", 15, minimum=0, maximum=15)
+_parts = urlsplit(REDIS_URL)
+REDIS_URL = urlunsplit(_parts._replace(path=f"/{TEST_REDIS_DB}"))
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [REDIS_URL]
+CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "counsel-test:asgi"
+CACHES["default"]["LOCATION"] = REDIS_URL
+CACHES["default"]["KEY_PREFIX"] = "counsel-test"
+
+LOGGING["handlers"]["stdout"]["formatter"] = "console"
+LOGGING["root"]["level"] = "WARNING"
