@@ -47,5 +47,14 @@ def forget_heartbeat(sender=None, **kwargs) -> None:
 
 @app.task(name="counsel.ping")
 def ping(payload: str = "pong") -> dict:
-    """Echo a payload with the worker's identity: the round-trip check for /healthz and tests."""
-    return {"payload": payload, "worker": ping.request.hostname}
+    """Echo a payload with the worker's name and database: an end-to-end check for operators.
+
+    `celery -A config call counsel.ping` shows which worker answered and which database it
+    writes to, the two things that differ between a healthy and a misconfigured deployment.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_database()")
+        (database,) = cursor.fetchone()
+    return {"payload": payload, "worker": ping.request.hostname, "database": database}

@@ -1,0 +1,156 @@
+"""Shared fixtures: real PostgreSQL, Redis, Celery worker and ASGI server; nothing of ours faked.
+
+The services come from scripts/services (scripts/test starts them). Tests use the database
+`test_<name>` created by pytest-django and Redis logical database TEST_REDIS_DB, so a running
+`make run` is not disturbed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import redis
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    # Everything under tests/browser runs in the browser phase, marked or not.
+    for item in items:
+        if "tests/browser/" in str(item.path).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.browser)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_test_redis() -> None:
+    """Start each session with an empty test Redis database (queues, channel layer, cache)."""
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+@pytest.fixture
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]
+    user, password = quote(db["USER"], safe=""), quote(db["PASSWORD"], safe="")
+    return f"postgres://{user}:{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.fixture(scope="module")
+def celery_worker(django_db_setup):
+    """A real Celery worker process, started with the production command line.
+
+    It uses the test database (DATABASE_URL points at it) and the test Redis database, so tasks
+    see rows the test committed: use it with `transactional_db`. Module-scoped: a module that
+    needs a worker pays its start-up once, and the worker is gone before the next module.
+    """
+    from config.celery import app
+
+    name = f"test-worker-{os.getpid()}@localhost"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": _database_url(),
+        "COUNSEL_DOTENV": "0",
+    }
+    log = open(ROOT / "var" / "test-worker.log", "w")  # noqa: SIM115 - closed at teardown
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "celery"),
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            "ingest,train,default",
+            "--concurrency",
+            "1",
+            "-n",
+            name,
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "INFO",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not app.control.ping(destination=[name], timeout=0.5):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"celery worker did not start (exit {proc.poll()}); see var/test-worker.log"
+                )
+        yield name
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+class LiveASGIServer:
+    def __init__(self, application) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            application,
+            host="127.0.0.1",
+            port=self.port,
+            lifespan="off",
+            log_level="warning",
+            ws="websockets-sansio",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the ASGI test server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_asgi(transactional_db):
+    """The real ASGI application (HTTP and websockets) served by uvicorn on a free port.
+
+    It runs in a thread of this process, so it uses the test database; data the test writes
+    must be committed, hence `transactional_db`.
+    """
+    from config.asgi import application
+
+    server = LiveASGIServer(application)
+    server.start()
+    yield server
+    server.stop()
