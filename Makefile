@@ -22,7 +22,7 @@ test: setup-test  ## every test: unit and integration, then browser tests
 lint: setup-test  ## ruff check, ruff format --check, makemigrations --check
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -W ignore::RuntimeWarning manage.py makemigrations --check --dry-run
 
 format:  ## apply ruff's fixes and formatting
 	.venv/bin/ruff check --fix .

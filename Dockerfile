@@ -1,0 +1,33 @@
+# Counsel's production image: one image, four roles (web, worker, beat, migrate), chosen by the
+# command docker-compose gives it. See docs/deployment.md.
+FROM python:3.11-slim-bookworm AS base
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HUB_OFFLINE=1 \
+    DJANGO_SETTINGS_MODULE=config.settings.production
+
+WORKDIR /app
+COPY requirements/ requirements/
+# torch first, from the CPU index: otherwise a dependency would pull a multi-GB CUDA build.
+# GPU training nodes use a CUDA base image and drop --index-url (docs/deployment.md).
+RUN pip install --index-url https://download.pytorch.org/whl/cpu -r requirements/torch.txt \
+ && pip install -r requirements/base.txt \
+ && pip install --no-deps --require-hashes -r requirements/nodeps.txt
+
+COPY . .
+# Static files are built into the image; the key only satisfies settings at build time.
+RUN DJANGO_SECRET_KEY=build-only-$(python -c "import secrets; print(secrets.token_urlsafe(64))") \
+    DJANGO_ALLOWED_HOSTS=build.invalid \
+    python manage.py collectstatic --noinput -v0 \
+ && useradd --system --uid 10001 --home-dir /app counsel \
+ && mkdir -p /data/media && chown counsel /data/media
+
+USER counsel
+ENV MEDIA_ROOT=/data/media STATIC_ROOT=/app/var/static
+EXPOSE 8000
+CMD ["uvicorn", "config.asgi:application", "--host", "0.0.0.0", "--port", "8000", \
+     "--lifespan", "off", "--ws", "websockets-sansio", "--proxy-headers", \
+     "--forwarded-allow-ips", "*", "--no-access-log"]
