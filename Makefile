@@ -19,8 +19,9 @@ run: setup  ## run everything (services, web, worker, beat) with the demo compan
 test: setup-test  ## every test: unit and integration, then browser tests
 	@scripts/test
 
-lint: setup-test  ## ruff check, ruff format --check, makemigrations --check
+lint: setup-test  ## ruff check, ruff format --check, makemigrations --check, access lint
 	.venv/bin/ruff check .
+	scripts/check-access
 	.venv/bin/ruff format --check .
 	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -W ignore::RuntimeWarning manage.py makemigrations --check --dry-run
 

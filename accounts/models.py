@@ -1,4 +1,8 @@
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.db import models
+
+from accounts.capabilities import CAPABILITY_LABELS
 
 
 class User(AbstractUser):
@@ -8,5 +12,45 @@ class User(AbstractUser):
     painful mid-project switch away from auth.User.
     """
 
+    must_change_password = models.BooleanField(
+        default=False,
+        help_text="Set when an administrator created the account or reset its password.",
+    )
+
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
+        # Capabilities live here because they are about users; they are granted through roles.
+        permissions = [(cap.value, label) for cap, label in CAPABILITY_LABELS.items()]
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class AuditEvent(models.Model):
+    """One administrative change: who did what to which object, and when.
+
+    Written by the services in the same transaction as the change itself, so the trail never
+    misses a committed change nor records one that rolled back.
+    """
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # Kept verbatim so the trail still reads correctly after the actor is renamed or deleted.
+    actor_username = models.CharField(max_length=150)
+    action = models.CharField(max_length=64, db_index=True)
+    target_type = models.CharField(max_length=32)
+    target_id = models.CharField(max_length=64)
+    target_repr = models.CharField(max_length=200)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["target_type", "target_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_username} {self.action}"

@@ -1,25 +1,40 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
+from django.views.generic import RedirectView
+
+from accounts import views
 
 app_name = "accounts"
 
 urlpatterns = [
+    # Signing in and out, own password.
     path(
-        "login/",
+        "accounts/login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),
         name="login",
     ),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/password/", views.password_change, name="password_change"),
     path(
-        "password/",
-        auth_views.PasswordChangeView.as_view(
-            success_url=reverse_lazy("accounts:password_change_done")
-        ),
-        name="password_change",
-    ),
-    path(
-        "password/done/",
+        "accounts/password/done/",
         auth_views.PasswordChangeDoneView.as_view(),
         name="password_change_done",
     ),
+    # Administration.
+    path("manage/", RedirectView.as_view(url=reverse_lazy("accounts:user_list")), name="manage"),
+    path("manage/users/", views.user_list, name="user_list"),
+    path("manage/users/new/", views.user_create, name="user_create"),
+    path("manage/users/<int:pk>/", views.user_detail, name="user_detail"),
+    path("manage/users/<int:pk>/active/", views.user_set_active, name="user_set_active"),
+    path(
+        "manage/users/<int:pk>/password/",
+        views.user_reset_password,
+        name="user_reset_password",
+    ),
+    path("manage/roles/", views.role_list, name="role_list"),
+    path("manage/roles/new/", views.role_create, name="role_create"),
+    path("manage/roles/<int:pk>/", views.role_detail, name="role_detail"),
+    path("manage/roles/<int:pk>/delete/", views.role_delete, name="role_delete"),
+    path("manage/profiles/", views.profile_list, name="profile_list"),
+    path("manage/audit/", views.audit_list, name="audit_list"),
 ]

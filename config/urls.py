@@ -7,6 +7,7 @@ from config.views import home
 urlpatterns = [
     path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
-    path("accounts/", include("accounts.urls")),
+    path("", include("accounts.urls")),
+    path("", include("ingestion.urls")),
     path("django-admin/", admin.site.urls),
 ]

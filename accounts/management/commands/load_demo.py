@@ -1,19 +1,72 @@
-"""Load the demo company. For now only the administrator; departments come with roles."""
+"""Load the demo company, Lumen Mobility: roles, collections and users (idempotent).
+
+The documents themselves live in demo/ (see demo/README.md); they are indexed by the ingestion
+pipeline. Every restricted collection holds canary facts found nowhere else, which the leak
+tests look for.
+"""
+
+from __future__ import annotations
+
+import json
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from accounts import services
+from accounts.capabilities import ADMINISTRATOR, COMPLIANCE_OFFICER, Capability
 from accounts.models import User
+from ingestion.models import Collection
+from ingestion.services import collection_create
 
-DEMO_ACCOUNTS = [
-    # username, full name, superuser, what the account shows
-    ("admin", "Ada Admin", True, "administrator"),
+DEMO_DIR = settings.BASE_DIR / "demo"
+
+# slug -> (name, description); the manifest, when present, has the final word on names.
+COLLECTIONS = {
+    "company": ("Company handbook", "Policies and facts every employee may read."),
+    "sales": ("Sales", "Pricing, dealer programme, targets and key accounts."),
+    "hr": ("People & HR", "Salary bands, leave, reviews and recruiting."),
+    "engineering": ("Engineering", "Battery platform, firmware, runbooks and test lab."),
+    "finance": ("Finance", "Budgets, forecasts, payment terms and approval limits."),
+}
+
+# role -> collections it reads. Sales Operations reads exactly what Sales reads, so the two
+# share one access profile (and would share one adapter).
+ROLES = {
+    "Employee": ["company"],
+    "Sales": ["company", "sales"],
+    "Sales Operations": ["company", "sales"],
+    "HR": ["company", "hr"],
+    "Engineering": ["company", "engineering"],
+    "Finance": ["company", "finance"],
+}
+BUILTIN_READS = {ADMINISTRATOR: ["company"], COMPLIANCE_OFFICER: ["company"]}
+
+# username, full name, roles, what the account is for
+USERS = [
+    ("admin", "Ada Admin", [ADMINISTRATOR], "administrator: users, roles, collections"),
+    ("compliance", "Cora Compliance", [COMPLIANCE_OFFICER], "compliance officer: query log"),
+    ("sam", "Sam Seller", ["Sales"], "one role: Sales"),
+    ("hana", "Hana Hughes", ["HR"], "one role: HR"),
+    ("eli", "Eli Engel", ["Engineering"], "one role: Engineering"),
+    ("fiona", "Fiona Fischer", ["Finance"], "one role: Finance"),
+    ("max", "Max Meyer", ["Sales", "Engineering"], "several roles: Sales + Engineering"),
+    ("omar", "Omar Okafor", ["Sales Operations"], "shares the Sales access profile"),
+    ("erin", "Erin Evans", ["Employee"], "company-wide documents only"),
+    ("nora", "Nora Neumann", [], "no role: reads nothing"),
 ]
 
 
+def _manifest_collections() -> dict:
+    path = DEMO_DIR / "manifest.json"
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text()).get("collections", {})
+
+
 class Command(BaseCommand):
-    help = "Create the demo company's accounts (idempotent)."
+    help = "Create the demo company's roles, collections and users (idempotent)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
@@ -24,14 +77,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--logins",
             action="store_true",
-            help="only print the demo logins (username, password, what the account shows)",
+            help="only print the demo logins (username, what the account shows)",
         )
 
     def handle(self, *args, if_empty: bool = False, logins: bool = False, **options) -> None:
         if logins:
             self.stdout.write(f"demo logins (password {settings.DEMO_PASSWORD!r}):")
-            for username, _name, _superuser, shows in DEMO_ACCOUNTS:
-                self.stdout.write(f"  {username:<12} {shows}")
+            for username, _name, _roles, shows in USERS:
+                self.stdout.write(f"  {username:<11} {shows}")
             return
         if if_empty and User.objects.exists():
             self.stdout.write("demo data: database already has users, left as it is")
@@ -40,14 +93,50 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def load(self) -> None:
-        for username, full_name, superuser, _shows in DEMO_ACCOUNTS:
-            first, last = full_name.split(" ", 1)
-            user, created = User.objects.get_or_create(
-                username=username,
-                defaults={"first_name": first, "last_name": last, "email": f"{username}@demo.test"},
+        manifest = _manifest_collections()
+        collections: dict[str, Collection] = {}
+        for slug, (name, description) in COLLECTIONS.items():
+            entry = manifest.get(slug, {})
+            existing = Collection.objects.filter(slug=slug).first()
+            collections[slug] = existing or collection_create(
+                actor=None,
+                name=entry.get("name", name),
+                description=entry.get("description", description),
+                slug=slug,
             )
-            if created:
-                user.set_password(settings.DEMO_PASSWORD)
-                user.is_staff = user.is_superuser = superuser
-                user.save()
-            self.stdout.write(f"demo data: {'created' if created else 'kept'} {username}")
+        created_roles = 0
+        for role_name, reads in ROLES.items():
+            if not Group.objects.filter(name=role_name).exists():
+                services.role_create(
+                    actor=None,
+                    name=role_name,
+                    capabilities=[Capability.CHAT],
+                    collections=[collections[s] for s in reads],
+                )
+                created_roles += 1
+        for role_name, reads in BUILTIN_READS.items():
+            role = Group.objects.get(name=role_name)
+            if not role.readable_collections.exists():
+                role.readable_collections.set([collections[s] for s in reads])
+        created_users = 0
+        for username, full_name, role_names, _shows in USERS:
+            if User.objects.filter(username=username).exists():
+                continue
+            first, last = full_name.split(" ", 1)
+            user = User(
+                username=username,
+                first_name=first,
+                last_name=last,
+                email=f"{username}@lumen-mobility.example",
+            )
+            user.set_password(settings.DEMO_PASSWORD)
+            user.save()
+            user.groups.set(Group.objects.filter(name__in=role_names))
+            services.audit_record(
+                actor=None, action="user.create", target=user, details={"roles": role_names}
+            )
+            created_users += 1
+        self.stdout.write(
+            f"demo data: Lumen Mobility — {len(collections)} collections, "
+            f"{created_roles} roles and {created_users} users created"
+        )

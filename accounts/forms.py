@@ -1,0 +1,66 @@
+from django import forms
+from django.contrib.auth.models import Group
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.exceptions import ValidationError
+
+from accounts.capabilities import GRANTABLE
+from ingestion.models import Collection
+
+
+def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
+    """Show a service's refusal (separation of duties, a clash, …) at the top of the form."""
+    for message in exc.messages:
+        form.add_error(None, message)
+
+
+class RolesField(forms.ModelMultipleChoiceField):
+    widget = forms.CheckboxSelectMultiple
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(queryset=Group.objects.order_by("name"), required=False, **kwargs)
+
+
+class CollectionsField(forms.ModelMultipleChoiceField):
+    widget = forms.CheckboxSelectMultiple
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(queryset=Collection.objects.order_by("name"), required=False, **kwargs)
+
+
+class UserCreateForm(forms.Form):
+    username = forms.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
+    first_name = forms.CharField(max_length=150, required=False)
+    last_name = forms.CharField(max_length=150, required=False)
+    email = forms.EmailField(required=False)
+    roles = RolesField()
+
+
+class UserEditForm(forms.Form):
+    first_name = forms.CharField(max_length=150, required=False)
+    last_name = forms.CharField(max_length=150, required=False)
+    email = forms.EmailField(required=False)
+    roles = RolesField()
+
+
+class RoleForm(forms.Form):
+    name = forms.CharField(max_length=150)
+    capabilities = forms.MultipleChoiceField(
+        choices=[(c.value, c.label) for c in GRANTABLE],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        initial=["chat"],
+    )
+    collections = CollectionsField(label="Reads collections")
+
+    def __init__(self, *args, builtin: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if builtin:
+            # Shown for information; the services refuse changes to built-in roles anyway.
+            self.fields["name"].disabled = True
+            self.fields["capabilities"].disabled = True
+
+
+class CollectionForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    readers = RolesField(label="Roles that may read it")
