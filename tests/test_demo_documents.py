@@ -1,4 +1,4 @@
-"""The demo company's documents: complete, in every format, canaries confined to their collection."""
+"""The demo documents: complete, in every format, canaries confined to their collection."""
 
 import json
 import subprocess
