@@ -26,7 +26,7 @@ from django.contrib.postgres.aggregates import ArrayAgg
 from django.db.models import Count, Q, QuerySet
 
 from accounts.capabilities import BUILTIN_ROLES, Capability
-from accounts.models import User
+from accounts.models import ApiToken, User
 from ingestion.models import Collection
 
 _CollectionReaders = Collection.readers.through
@@ -269,3 +269,21 @@ def user_list(*, search: str = "") -> QuerySet[User]:
 
 def collection_list() -> QuerySet[Collection]:
     return Collection.objects.prefetch_related("readers").order_by("name")
+
+
+def user_for_api_token(*, raw: str) -> User | None:
+    """The active user a bearer token belongs to, or None (unknown, revoked, inactive)."""
+    from django.utils import timezone
+
+    if not raw or len(raw) > 200:
+        return None
+    digest = hashlib.sha256(raw.encode()).hexdigest()
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(digest=digest, revoked_at__isnull=True, user__is_active=True)
+        .first()
+    )
+    if token is None:
+        return None
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token.user

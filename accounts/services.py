@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterable
 
@@ -17,7 +18,7 @@ from accounts.capabilities import (
     GRANTABLE,
     Capability,
 )
-from accounts.models import AuditEvent, User
+from accounts.models import ApiToken, AuditEvent, User
 from ingestion.models import Collection
 
 _TARGET_TYPES = {"auth.group": "role", "accounts.user": "user"}
@@ -339,3 +340,30 @@ def role_delete(*, actor: User, role: Group) -> None:
         details={"members": members, "collections": collections},
     )
     role.delete()
+
+
+TOKEN_PREFIX = "cns_"  # noqa: S105 - a marker that makes leaked tokens greppable, no secret
+
+
+@transaction.atomic
+def api_token_create(*, actor: User | None, user: User, name: str) -> tuple[ApiToken, str]:
+    """Create a bearer token for `user`; the raw token is returned once and never stored."""
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        user=user,
+        name=name.strip()[:100] or "API token",
+        prefix=raw[:10],
+        digest=hashlib.sha256(raw.encode()).hexdigest(),
+    )
+    audit_record(actor=actor, action="token.create", target=user, details={"name": token.name})
+    return token, raw
+
+
+@transaction.atomic
+def api_token_revoke(*, actor: User | None, token: ApiToken) -> None:
+    from django.utils import timezone
+
+    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    audit_record(
+        actor=actor, action="token.revoke", target=token.user, details={"name": token.name}
+    )

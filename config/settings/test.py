@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 from config.env import env_int
 
 from .base import *  # noqa: F403
-from .base import CACHES, CHANNEL_LAYERS, LOGGING, REDIS_URL
+from .base import BASE_DIR, CACHES, CHANNEL_LAYERS, LOGGING, REDIS_URL
 
 SECRET_KEY = "counsel-test-key"  # noqa: S105 - tests only
 DEBUG = False
@@ -26,6 +26,12 @@ CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [REDIS_URL]
 CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "counsel-test:asgi"
 CACHES["default"]["LOCATION"] = REDIS_URL
 CACHES["default"]["KEY_PREFIX"] = "counsel-test"
+
+# Uploaded originals of tests, emptied at the start of each session (tests/conftest.py).
+MEDIA_ROOT = BASE_DIR / "var" / "test-media"
+# Short leases so that crash-recovery tests do not wait long; the worker subprocess reads the
+# same settings module.
+INGEST_LEASE_SECONDS = 5
 
 LOGGING["handlers"]["stdout"]["formatter"] = "console"
 LOGGING["root"]["level"] = "WARNING"

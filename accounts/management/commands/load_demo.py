@@ -75,12 +75,18 @@ class Command(BaseCommand):
             help="do nothing when the database already has users",
         )
         parser.add_argument(
+            "--no-documents",
+            action="store_true",
+            help="only roles, collections and users (tests that upload their own files)",
+        )
+        parser.add_argument(
             "--logins",
             action="store_true",
             help="only print the demo logins (username, what the account shows)",
         )
 
     def handle(self, *args, if_empty: bool = False, logins: bool = False, **options) -> None:
+        self.with_documents = not options.get("no_documents", False)
         if logins:
             self.stdout.write(f"demo logins (password {settings.DEMO_PASSWORD!r}):")
             for username, _name, _roles, shows in USERS:
@@ -136,7 +142,28 @@ class Command(BaseCommand):
                 actor=None, action="user.create", target=user, details={"roles": role_names}
             )
             created_users += 1
+        created_documents = self.load_documents(collections) if self.with_documents else 0
         self.stdout.write(
             f"demo data: Lumen Mobility — {len(collections)} collections, "
-            f"{created_roles} roles and {created_users} users created"
+            f"{created_roles} roles, {created_users} users and {created_documents} documents "
+            "created (documents are indexed by the worker)"
         )
+
+    def load_documents(self, collections: dict[str, Collection]) -> int:
+        from ingestion.services import document_import_path
+
+        manifest = DEMO_DIR / "manifest.json"
+        if not manifest.exists():
+            return 0
+        admin = User.objects.filter(username="admin").first()
+        created = 0
+        for slug, entry in json.loads(manifest.read_text())["collections"].items():
+            for doc in entry["documents"]:
+                result = document_import_path(
+                    actor=admin,
+                    collection=collections[slug],
+                    path=DEMO_DIR / doc["file"],
+                    title=doc.get("title", ""),
+                )
+                created += result.outcome == "created"
+        return created

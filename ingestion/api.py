@@ -1,0 +1,279 @@
+"""JSON API for scripts and for the documents page's drag-and-drop upload.
+
+Authentication: `Authorization: Bearer <token>` (manage.py create_api_token) or the browser
+session (then CSRF is enforced, as for any form). Each endpoint checks a capability; every read
+of document content goes through ingestion.selectors.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from functools import wraps
+
+from django.core.exceptions import ValidationError
+from django.core.files.uploadhandler import FileUploadHandler, SkipFile
+from django.http import HttpRequest, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.csrf import csrf_exempt
+
+from accounts.capabilities import Capability
+from accounts.selectors import user_for_api_token, user_has_capability
+from ingestion import selectors, services
+from ingestion.models import Collection, Document
+
+
+class SizeLimitUploadHandler(FileUploadHandler):
+    """Stops storing a file as soon as it passes the size limit.
+
+    The rest of that file is drained from the request without being kept, and its name is
+    remembered so the view can record a refused upload with its reason.
+    """
+
+    def __init__(self, request, limit: int) -> None:
+        super().__init__(request)
+        self.limit = limit
+        self.too_large: list[tuple[str, int]] = []
+
+    def new_file(self, *args, **kwargs) -> None:
+        super().new_file(*args, **kwargs)
+        self.received = 0
+
+    def receive_data_chunk(self, raw_data: bytes, start: int):
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.too_large.append((self.file_name, self.received))
+            raise SkipFile()
+        return raw_data
+
+    def file_complete(self, file_size: int):
+        return None
+
+
+def _error(message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def api_view(capability: Capability):
+    """Authenticate (token or session + CSRF), then require `capability`."""
+
+    def decorator(view):
+        @csrf_exempt  # enforced below for session requests, not for bearer tokens
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs):
+            header = request.headers.get("Authorization", "")
+            if header.startswith("Bearer "):
+                user = user_for_api_token(raw=header.removeprefix("Bearer ").strip())
+                if user is None:
+                    return _error("Invalid or revoked token.", 401)
+                request.user = user
+            else:
+                if not request.user.is_authenticated:
+                    return _error("Sign in or send a bearer token.", 401)
+                if request.method == "POST":
+                    # Before the CSRF check reads the multipart body: oversized files are
+                    # refused as they arrive, not after being stored.
+                    _install_size_limit(request)
+                refused = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
+                if refused is not None:
+                    return _error("CSRF check failed; reload the page.", 403)
+            if not user_has_capability(user=request.user, capability=capability):
+                return _error(f"Your roles do not allow this ({capability.label}).", 403)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def document_json(document: Document) -> dict:
+    return {
+        "id": document.pk,
+        "title": document.title,
+        "original_name": document.original_name,
+        "collection": {"id": document.collection_id, "name": document.collection.name},
+        "kind": document.kind,
+        "version": document.version,
+        "indexed_version": document.indexed_version,
+        "state": document.state,
+        "reason": document.state_reason,
+        "progress": {
+            "done": document.progress_done,
+            "total": document.progress_total,
+            "percent": document.progress_percent,
+        },
+        "chunks": document.chunk_count,
+        "pages": document.page_count,
+        "size": document.size,
+        "valid_from": document.valid_from.isoformat() if document.valid_from else None,
+        "valid_until": document.valid_until.isoformat() if document.valid_until else None,
+        "created_at": document.created_at.isoformat(),
+        "updated_at": document.updated_at.isoformat(),
+        "url": reverse("ingestion:document_detail", args=[document.pk]),
+    }
+
+
+def _when(value: str | None, field: str) -> datetime | None:
+    if not value:
+        return None
+    parsed = parse_datetime(value)
+    if parsed is None:
+        raise ValidationError(f"{field} must be an ISO 8601 date-time, got {value!r}.")
+    return parsed
+
+
+def _install_size_limit(request: HttpRequest) -> None:
+    # Must run before anything reads request.POST or request.FILES (the CSRF check does).
+    if not hasattr(request, "_size_limit"):
+        request._size_limit = SizeLimitUploadHandler(request, services.max_upload_bytes())
+        request.upload_handlers.insert(0, request._size_limit)
+
+
+@api_view(Capability.MANAGE_DOCUMENTS)
+def documents(request: HttpRequest) -> JsonResponse:
+    """GET: list documents (?collection=&state=). POST multipart: upload one or many `file`s."""
+    if request.method == "GET":
+        collection = request.GET.get("collection")
+        found = selectors.document_list(
+            collection_id=int(collection) if collection and collection.isdigit() else None,
+            state=request.GET.get("state", ""),
+        )[:500]
+        return JsonResponse({"documents": [document_json(d) for d in found]})
+    if request.method != "POST":
+        return _error("Use GET or POST.", 405)
+    _install_size_limit(request)
+    try:
+        collection_ref = request.POST.get("collection", "")
+        target = request.POST.get("document", "")
+        supersedes = request.POST.get("supersedes", "")
+        common = {
+            "valid_from": _when(request.POST.get("valid_from"), "valid_from"),
+            "valid_until": _when(request.POST.get("valid_until"), "valid_until"),
+        }
+    except ValidationError as exc:
+        return _error(" ".join(exc.messages), 400)
+    document = get_object_or_404(Document, pk=target) if target.isdigit() else None
+    if document is None:
+        lookup = {"pk": collection_ref} if collection_ref.isdigit() else {"slug": collection_ref}
+        collection = Collection.objects.filter(**lookup).first()
+        if collection is None:
+            return _error("Choose a collection (id or slug).", 400)
+    else:
+        collection = document.collection
+    if supersedes.isdigit():
+        common["supersedes"] = get_object_or_404(Document, pk=supersedes)
+    files = request.FILES.getlist("file")
+    refused = request._size_limit.too_large
+    if not files and not refused:
+        return _error("Send one or more files in the `file` field.", 400)
+    if document is not None and len(files) + len(refused) != 1:
+        return _error("A new version takes exactly one file.", 400)
+    results = []
+    for name, size in refused:
+        result = services.document_upload(
+            actor=request.user,
+            collection=collection,
+            stream=None,
+            filename=name,
+            size=size,
+            document=document,
+        )
+        results.append(result)
+    for upload in files:
+        try:
+            result = services.document_upload(
+                actor=request.user,
+                collection=collection,
+                stream=upload,
+                filename=upload.name,
+                size=upload.size,
+                title=request.POST.get("title", "") if len(files) == 1 else "",
+                document=document,
+                **common,
+            )
+        except ValidationError as exc:
+            return _error(" ".join(exc.messages), 400)
+        results.append(result)
+    body = {
+        "results": [
+            {"outcome": r.outcome, "message": r.message, "document": document_json(r.document)}
+            for r in results
+        ]
+    }
+    return JsonResponse(body, status=201 if any(r.outcome != "refused" for r in results) else 200)
+
+
+@api_view(Capability.MANAGE_DOCUMENTS)
+def document(request: HttpRequest, pk: int) -> JsonResponse:
+    """GET a document; DELETE it (chunks and files too)."""
+    found = get_object_or_404(Document.objects.select_related("collection"), pk=pk)
+    if request.method == "GET":
+        return JsonResponse(document_json(found))
+    if request.method == "DELETE":
+        services.document_delete(actor=request.user, document=found)
+        return JsonResponse({"deleted": pk})
+    return _error("Use GET or DELETE.", 405)
+
+
+@api_view(Capability.MANAGE_DOCUMENTS)
+def document_retry(request: HttpRequest, pk: int) -> JsonResponse:
+    if request.method != "POST":
+        return _error("Use POST.", 405)
+    found = get_object_or_404(Document, pk=pk)
+    try:
+        services.document_retry(actor=request.user, document=found)
+    except ValidationError as exc:
+        return _error(" ".join(exc.messages), 400)
+    found.refresh_from_db()
+    return JsonResponse(document_json(found))
+
+
+@api_view(Capability.MANAGE_DOCUMENTS)
+def document_move(request: HttpRequest, pk: int) -> JsonResponse:
+    if request.method != "POST":
+        return _error("Use POST.", 405)
+    found = get_object_or_404(Document, pk=pk)
+    try:
+        payload = json.loads(request.body or b"{}")
+        collection = Collection.objects.get(pk=int(payload["collection"]))
+        services.document_move(actor=request.user, document=found, collection=collection)
+    except (ValueError, KeyError, TypeError, Collection.DoesNotExist):
+        return _error('Send {"collection": <id>}.', 400)
+    except ValidationError as exc:
+        return _error(" ".join(exc.messages), 400)
+    found.refresh_from_db()
+    return JsonResponse(document_json(found))
+
+
+@api_view(Capability.CHAT)
+def search(request: HttpRequest) -> JsonResponse:
+    """GET ?q=…&k=…: the chunks the caller may read that best match, with their sources."""
+    query = request.GET.get("q", "").strip()[:2000]
+    if not query:
+        return _error("Give a query in `q`.", 400)
+    try:
+        k = int(request.GET.get("k", "5"))
+    except ValueError:
+        return _error("`k` must be a number.", 400)
+    hits = selectors.chunk_search(user=request.user, query=query, k=k)
+    return JsonResponse(
+        {
+            "query": query,
+            "results": [
+                {
+                    "document_id": h.document_id,
+                    "document_title": h.document_title,
+                    "version": h.version,
+                    "heading": h.heading,
+                    "page": h.page,
+                    "text": h.text,
+                    "score": round(h.score, 5),
+                    "similarity": None if h.similarity is None else round(h.similarity, 4),
+                }
+                for h in hits
+            ],
+        }
+    )
