@@ -64,3 +64,27 @@ class CollectionForm(forms.Form):
     name = forms.CharField(max_length=120)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
     readers = RolesField(label="Roles that may read it")
+
+
+class DateTimeLocalInput(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(format="%Y-%m-%dT%H:%M", **kwargs)
+
+
+class DocumentVersionForm(forms.Form):
+    file = forms.FileField(label="New version")
+
+
+class DocumentValidityForm(forms.Form):
+    valid_from = forms.DateTimeField(
+        required=False, widget=DateTimeLocalInput(), help_text="Not retrieved before this."
+    )
+    valid_until = forms.DateTimeField(
+        required=False, widget=DateTimeLocalInput(), help_text="Never retrieved after this."
+    )
+
+
+class DocumentMoveForm(forms.Form):
+    collection = forms.ModelChoiceField(queryset=Collection.objects.order_by("name"))

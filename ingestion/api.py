@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from functools import wraps
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.http import HttpRequest, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -76,7 +76,7 @@ def api_view(capability: Capability):
                 if request.method == "POST":
                     # Before the CSRF check reads the multipart body: oversized files are
                     # refused as they arrive, not after being stored.
-                    _install_size_limit(request)
+                    install_size_limit(request)
                 refused = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
                 if refused is not None:
                     return _error("CSRF check failed; reload the page.", 403)
@@ -125,11 +125,30 @@ def _when(value: str | None, field: str) -> datetime | None:
     return parsed
 
 
-def _install_size_limit(request: HttpRequest) -> None:
+def install_size_limit(request: HttpRequest) -> None:
     # Must run before anything reads request.POST or request.FILES (the CSRF check does).
     if not hasattr(request, "_size_limit"):
         request._size_limit = SizeLimitUploadHandler(request, services.max_upload_bytes())
         request.upload_handlers.insert(0, request._size_limit)
+
+
+def size_limited_upload(view):
+    """For pages that take uploads: the size limit goes in before the CSRF check reads the body.
+
+    Django's CSRF middleware would parse the multipart body before the view could add its
+    upload handler, so the view is exempted from the middleware and checks CSRF itself, after.
+    """
+
+    @csrf_exempt
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs):
+        if request.method == "POST":
+            install_size_limit(request)
+            if CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {}) is not None:
+                raise PermissionDenied("CSRF check failed; reload the page and try again.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
 
 
 @api_view(Capability.MANAGE_DOCUMENTS)
@@ -144,7 +163,7 @@ def documents(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"documents": [document_json(d) for d in found]})
     if request.method != "POST":
         return _error("Use GET or POST.", 405)
-    _install_size_limit(request)
+    install_size_limit(request)
     try:
         collection_ref = request.POST.get("collection", "")
         target = request.POST.get("document", "")

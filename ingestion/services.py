@@ -742,6 +742,47 @@ def document_move(*, actor: User, document: Document, collection: Collection) ->
     return document
 
 
+@transaction.atomic
+def document_set_validity(
+    *,
+    actor: User,
+    document: Document,
+    valid_from: datetime | None,
+    valid_until: datetime | None,
+) -> Document:
+    """Change when a document may be retrieved; effective on the next search.
+
+    An expired document given a later `valid_until` is queued again (its chunks were dropped).
+    """
+    if valid_from and valid_until and valid_until <= valid_from:
+        raise ValidationError("“Valid until” must be after “valid from”.")
+    document = Document.objects.select_for_update().get(pk=document.pk)
+    before = {"valid_from": document.valid_from, "valid_until": document.valid_until}
+    document.valid_from, document.valid_until = valid_from, valid_until
+    revive = document.state == Document.State.EXPIRED and (
+        valid_until is None or valid_until > timezone.now()
+    )
+    if revive:
+        document.state, document.state_reason = Document.State.QUEUED, ""
+        document.attempts, document.task_id, document.lease_expires_at = 0, "", None
+    document.save()
+    audit_record(
+        actor=actor,
+        action="document.validity",
+        target=document,
+        details={
+            key: {
+                "before": str(before[key]) if before[key] else None,
+                "after": str(value) if value else None,
+            }
+            for key, value in (("valid_from", valid_from), ("valid_until", valid_until))
+        },
+    )
+    if revive:
+        _enqueue_index(document.pk)
+    return document
+
+
 def reindex(*, collection: Collection | None = None, document: Document | None = None) -> int:
     """Queue documents for indexing again (all, one collection, or one document)."""
     documents = Document.objects.exclude(versions__isnull=True)

@@ -12,10 +12,17 @@ from django.views.decorators.http import require_POST
 
 from accounts.capabilities import Capability
 from accounts.decorators import capability_required
-from accounts.forms import CollectionForm, add_service_errors
+from accounts.forms import (
+    CollectionForm,
+    DocumentMoveForm,
+    DocumentValidityForm,
+    DocumentVersionForm,
+    add_service_errors,
+)
 from accounts.models import AuditEvent
 from accounts.selectors import collection_list
 from ingestion import selectors, services
+from ingestion.api import size_limited_upload
 from ingestion.models import Collection, Document
 
 manage_users = capability_required(Capability.MANAGE_USERS)
@@ -93,14 +100,76 @@ def document_index(request: HttpRequest) -> HttpResponse:
     return render(request, "ingestion/document_list.html", context)
 
 
+@size_limited_upload
 @manage_documents
 def document_detail(request: HttpRequest, pk: int) -> HttpResponse:
     document = get_object_or_404(Document.objects.select_related("collection"), pk=pk)
+    version_form = DocumentVersionForm()
+    validity_form = DocumentValidityForm(
+        initial={"valid_from": document.valid_from, "valid_until": document.valid_until}
+    )
+    move_form = DocumentMoveForm(initial={"collection": document.collection_id})
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action == "version":
+                version_form = DocumentVersionForm(request.POST, request.FILES)
+                refused = request._size_limit.too_large
+                if refused:
+                    name, size = refused[0]
+                    result = services.document_upload(
+                        actor=request.user,
+                        collection=document.collection,
+                        stream=None,
+                        filename=name,
+                        size=size,
+                        document=document,
+                    )
+                    messages.error(request, result.message)
+                    return redirect("ingestion:document_detail", pk=pk)
+                if version_form.is_valid():
+                    upload = version_form.cleaned_data["file"]
+                    result = services.document_upload(
+                        actor=request.user,
+                        collection=document.collection,
+                        stream=upload,
+                        filename=upload.name,
+                        size=upload.size,
+                        document=document,
+                    )
+                    messages.success(request, result.message)
+                    return redirect("ingestion:document_detail", pk=pk)
+            elif action == "validity":
+                validity_form = DocumentValidityForm(request.POST)
+                if validity_form.is_valid():
+                    services.document_set_validity(
+                        actor=request.user, document=document, **validity_form.cleaned_data
+                    )
+                    messages.success(request, "Validity saved; it applies to the next search.")
+                    return redirect("ingestion:document_detail", pk=pk)
+            elif action == "move":
+                move_form = DocumentMoveForm(request.POST)
+                if move_form.is_valid():
+                    target = move_form.cleaned_data["collection"]
+                    services.document_move(actor=request.user, document=document, collection=target)
+                    messages.success(request, f"Moved to {target.name}; its readers apply now.")
+                    return redirect("ingestion:document_detail", pk=pk)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect("ingestion:document_detail", pk=pk)
     events = AuditEvent.objects.filter(target_type="document", target_id=str(pk))[:20]
     return render(
         request,
         "ingestion/document_detail.html",
-        {"document": document, "versions": document.versions.all(), "events": events},
+        {
+            "document": document,
+            "versions": document.versions.all(),
+            "events": events,
+            "version_form": version_form,
+            "validity_form": validity_form,
+            "move_form": move_form,
+            "max_upload_mb": settings.INGEST_MAX_UPLOAD_MB,
+        },
     )
 
 
