@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
+import uuid
+import weakref
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from redis import asyncio as aioredis
+
+from accounts.capabilities import Capability
+from accounts.selectors import user_has_capability
+from assistant.services import Ask, chat_answer
 
 
 class PingConsumer(AsyncJsonWebsocketConsumer):
@@ -45,3 +57,174 @@ class PingConsumer(AsyncJsonWebsocketConsumer):
             return json.loads(text_data)
         except ValueError:
             return None
+
+
+logger = logging.getLogger(__name__)
+# One client per event loop: an asyncio connection belongs to the loop that opened it.
+_redis_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _redis_client() -> aioredis.Redis:
+    loop = asyncio.get_running_loop()
+    client = _redis_clients.get(loop)
+    if client is None:
+        client = _redis_clients[loop] = aioredis.Redis.from_url(settings.REDIS_URL)
+    return client
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    """The chat socket: authenticates, parses frames, enforces limits, relays the service.
+
+    Protocol: docs/chat-protocol.md. Limits are per user across all their sockets and all web
+    nodes (kept in Redis): questions per minute, and one running answer at a time.
+    """
+
+    # The answer is produced in the process that holds the socket and sent straight to it, so
+    # this consumer needs no channel-layer subscription (an alias naming no layer gives none):
+    # no Redis round trip per frame, and no blocking receive that a busy process could stall.
+    channel_layer_alias = "chat-needs-no-channel-layer"
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)  # refused before accept: no session, no socket
+            return
+        allowed = await database_sync_to_async(user_has_capability)(
+            user=user, capability=Capability.CHAT
+        )
+        if not allowed:
+            await self.close(code=4403)
+            return
+        self.user_id = user.pk
+        self.running: asyncio.Task | None = None
+        self.running_id = ""
+        self.lock_token = uuid.uuid4().hex
+        await self.accept()
+        await self.send_json({"type": "hello", "max_chars": settings.CHAT_MAX_MESSAGE_CHARS})
+
+    async def disconnect(self, code: int) -> None:
+        # A closed tab stops its answer: no model time is spent for nobody.
+        if getattr(self, "running", None) and not self.running.done():
+            self.running.cancel()
+
+    async def receive_json(self, content, **kwargs) -> None:
+        if not isinstance(content, dict):
+            await self.send_json({"type": "error", "message": "Malformed message."})
+            return
+        kind = content.get("type")
+        if kind == "ask":
+            await self._ask(content)
+        elif kind == "stop":
+            if self.running and not self.running.done() and content.get("id") == self.running_id:
+                self.running.cancel()
+        elif kind == "ping":
+            await self.send_json({"type": "pong", "id": str(content.get("id", ""))[:64]})
+        else:
+            await self.send_json({"type": "error", "message": f"Unknown message type {kind!r}."})
+
+    async def _ask(self, content: dict) -> None:
+        client_id = str(content.get("id") or "")[:64]
+        text = content.get("text")
+        conversation = content.get("conversation")
+        if not isinstance(text, str) or not client_id:
+            await self.send_json(
+                {"type": "error", "id": client_id, "message": "A question needs an id and text."}
+            )
+            return
+        if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
+            await self.send_json(
+                {
+                    "type": "error",
+                    "id": client_id,
+                    "message": f"Questions are limited to {settings.CHAT_MAX_MESSAGE_CHARS} "
+                    "characters.",
+                }
+            )
+            return
+        if conversation is not None and not isinstance(conversation, int):
+            await self.send_json({"type": "error", "id": client_id, "message": "Bad conversation."})
+            return
+        refusal = await self._limits()
+        if refusal:
+            await self.send_json({"type": "error", "id": client_id, "message": refusal})
+            return
+        self.running_id = client_id
+        ask = Ask(
+            user_id=self.user_id, question=text, conversation_id=conversation, client_id=client_id
+        )
+        self.running = asyncio.create_task(self._relay(ask))
+
+    async def _limits(self) -> str | None:
+        redis = _redis_client()
+        minute = int(time.time() // 60)
+        rate_key = f"counsel:chat:rate:{self.user_id}:{minute}"
+        count = await redis.incr(rate_key)
+        if count == 1:
+            await redis.expire(rate_key, 120)
+        if count > settings.CHAT_RATE_PER_MINUTE:
+            return (
+                f"You have asked {settings.CHAT_RATE_PER_MINUTE} questions this minute; "
+                "please wait a moment."
+            )
+        # One running answer per user, whichever socket or node it runs on.
+        taken = await redis.set(
+            f"counsel:chat:running:{self.user_id}",
+            self.lock_token,
+            nx=True,
+            ex=settings.CHAT_ANSWER_LOCK_SECONDS,
+        )
+        if not taken:
+            return "An answer is still being written for you; wait for it or stop it first."
+        return None
+
+    async def _release(self) -> None:
+        key = f"counsel:chat:running:{self.user_id}"
+        redis = _redis_client()
+        # Only our own lock: compare-and-delete in one step.
+        await redis.eval(
+            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end",
+            1,
+            key,
+            self.lock_token,
+        )
+
+    async def _relay(self, ask: Ask) -> None:
+        client_id = ask.client_id
+        buffer: list[str] = []
+        last_flush = time.monotonic()
+        flush_every = settings.CHAT_STREAM_FLUSH_MS / 1000
+
+        async def flush() -> None:
+            nonlocal last_flush
+            if buffer:
+                await self.send_json({"type": "delta", "id": client_id, "text": "".join(buffer)})
+                buffer.clear()
+            last_flush = time.monotonic()
+
+        try:
+            async for event in chat_answer(ask):
+                if event["type"] == "token":
+                    buffer.append(event["text"])
+                    if time.monotonic() - last_flush >= flush_every:
+                        await flush()
+                    continue
+                await flush()
+                await self.send_json({**event, "id": client_id})
+        except asyncio.CancelledError:
+            try:
+                await flush()
+                await self.send_json({"type": "stopped", "id": client_id})
+            except Exception:  # the socket may be gone; the service recorded the stop
+                logger.debug("could not tell a closed socket that its answer stopped")
+            raise
+        except Exception:
+            logger.exception("chat answer failed", extra={"user_id": self.user_id})
+            await self.send_json(
+                {
+                    "type": "error",
+                    "id": client_id,
+                    "message": "Something went wrong while answering. It has been logged.",
+                }
+            )
+        finally:
+            await self._release()

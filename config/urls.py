@@ -9,5 +9,6 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("", include("accounts.urls")),
     path("", include("ingestion.urls")),
+    path("", include("assistant.urls")),
     path("django-admin/", admin.site.urls),
 ]

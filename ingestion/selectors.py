@@ -74,6 +74,13 @@ def document_get_for_user(*, user, document_id: int) -> Document | None:
     return documents_for_user(user=user).filter(pk=document_id).first()
 
 
+def document_chunks_for_user(*, user, document_id: int) -> QuerySet[Chunk] | None:
+    """A readable document's chunks in order (the document viewer), or None: not found."""
+    if document_get_for_user(user=user, document_id=document_id) is None:
+        return None
+    return searchable_chunks(user=user).filter(document_id=document_id).order_by("ordinal")
+
+
 def searchable_chunks(*, user, collection_ids: Iterable[int] | None = None) -> QuerySet[Chunk]:
     """The chunks `user` may retrieve now, as one lazy SQL filter."""
     readable = readable_collection_ids_query(user=user)

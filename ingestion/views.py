@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -199,3 +199,34 @@ def document_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @manage_documents
 def index_overview(request: HttpRequest) -> HttpResponse:
     return render(request, "ingestion/index_stats.html", {"stats": selectors.index_stats()})
+
+
+# --- reading documents (any user, through the access check) ------------------------------------
+
+
+@capability_required(Capability.CHAT)
+def document_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """A document as its reader sees it: its chunks in order, anchored for citations.
+
+    Missing, expired, superseded and forbidden documents are the same 404.
+    """
+    document = selectors.document_get_for_user(user=request.user, document_id=pk)
+    chunks = selectors.document_chunks_for_user(user=request.user, document_id=pk)
+    if document is None or chunks is None:
+        raise Http404("No such document.")
+    return render(request, "ingestion/document_view.html", {"document": document, "chunks": chunks})
+
+
+@capability_required(Capability.CHAT)
+def document_download(request: HttpRequest, pk: int) -> FileResponse:
+    document = selectors.document_get_for_user(user=request.user, document_id=pk)
+    if document is None:
+        raise Http404("No such document.")
+    version = document.versions.filter(version=document.indexed_version).first()
+    if version is None or not version.file:
+        raise Http404("No such document.")
+    return FileResponse(
+        version.file.open("rb"),
+        as_attachment=True,
+        filename=version.original_name or f"document-{pk}",
+    )

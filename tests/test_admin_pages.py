@@ -209,15 +209,16 @@ def test_new_user_gets_a_temporary_password_and_must_change_it(cast):
     )
     newbie.refresh_from_db()
     assert not newbie.must_change_password
-    assert own.get("/").status_code == 200
+    assert own.get("/chat/").status_code == 200
 
 
 def test_password_reset_is_audited_and_ends_old_sessions(cast):
     alice = cast["alice"]
     alice_session = as_user(alice)
-    assert alice_session.get("/").status_code == 200
+    assert alice_session.get("/chat/").status_code == 200
     as_user(cast["admin"]).post(reverse("accounts:user_reset_password", args=[alice.pk]))
-    assert alice_session.get("/").status_code == 302  # signed out: the password hash changed
+    response = alice_session.get("/chat/")  # signed out: the password hash changed
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
     assert AuditEvent.objects.filter(action="user.password_reset").count() == 1
 
 

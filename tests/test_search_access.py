@@ -37,6 +37,7 @@ def demo_indexed(db):
     return {c.slug: c.pk for c in Collection.objects.all()}
 
 
+@pytest.mark.timeout(900)
 def test_demo_company_access_matrix(demo_indexed):
     # One test, three parts: indexing the demo company takes most of its time.
     _no_user_retrieves_from_a_collection_they_cannot_read(demo_indexed)

@@ -9,6 +9,7 @@ import dj_database_url
 from config.env import (
     BASE_DIR,
     env_choice,
+    env_float,
     env_int,
     env_list,
     env_path,
@@ -225,6 +226,21 @@ SEARCH_CANDIDATES = env_int("SEARCH_CANDIDATES", 30, minimum=5, maximum=200)
 SEARCH_RRF_K = env_int("SEARCH_RRF_K", 60, minimum=1)
 SEARCH_MAX_K = 50
 
+# --- chat -------------------------------------------------------------------------------------
+CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 2000, minimum=50)
+CHAT_RATE_PER_MINUTE = env_int("CHAT_RATE_PER_MINUTE", 12, minimum=1)
+# Token budget of the whole prompt (system message, sources, question) for the chat model.
+CHAT_CONTEXT_TOKENS = env_int("CHAT_CONTEXT_TOKENS", 1100, minimum=256)
+CHAT_MAX_SOURCES = env_int("CHAT_MAX_SOURCES", 4, minimum=1, maximum=10)
+# Below this cosine similarity (and with no keyword match) a chunk is not worth a prompt.
+CHAT_MIN_SIMILARITY = env_float("CHAT_MIN_SIMILARITY", 0.25, minimum=0.0)
+CHAT_HISTORY_TURNS = env_int("CHAT_HISTORY_TURNS", 3, minimum=0)
+# The browser gets streamed text in frames at most this often (NOTES.md: many small frames
+# cost more than the text).
+CHAT_STREAM_FLUSH_MS = env_int("CHAT_STREAM_FLUSH_MS", 50, minimum=10)
+# At most one running answer per user; the lock expires by itself after this long.
+CHAT_ANSWER_LOCK_SECONDS = env_int("CHAT_ANSWER_LOCK_SECONDS", 180, minimum=10)
+
 # --- demo -------------------------------------------------------------------------------------
 # Password of the demo accounts that `manage.py load_demo` creates (demo and development only).
 DEMO_PASSWORD = env_str("DEMO_PASSWORD", "counsel-demo")
@@ -253,3 +269,27 @@ LOGGING = {
         "celery": {"level": LOG_LEVEL, "propagate": True},
     },
 }
+
+# --- language model ---------------------------------------------------------------------------
+# assistant/llm: local (embedded SmolLM2-135M-Instruct, converted once by `manage.py
+# prepare_models`), openai (any OpenAI-compatible server: vLLM, Ollama, llama.cpp server) or fake
+# (a FAKE streaming model for tests and load benchmarks; it answers nothing real).
+LLM_BACKEND = env_choice("LLM_BACKEND", ("local", "openai", "fake"), "local")
+LLM_MODEL = env_str("LLM_MODEL", "SmolLM2-135M-Instruct")  # served model name
+LLM_BASE_URL = env_str("LLM_BASE_URL", "http://127.0.0.1:8001/v1")  # openai backend
+LLM_API_KEY = env_str("LLM_API_KEY", "none")  # openai backend; local servers ignore it
+# Deadlines per answer: the whole answer, and the first token (queueing included).
+LLM_TIMEOUT_SECONDS = env_float("LLM_TIMEOUT_SECONDS", 60.0, minimum=0.1)
+LLM_FIRST_TOKEN_TIMEOUT_SECONDS = env_float("LLM_FIRST_TOKEN_TIMEOUT_SECONDS", 20.0, minimum=0.1)
+LLM_MAX_NEW_TOKENS = env_int("LLM_MAX_NEW_TOKENS", 256, minimum=1)
+LLM_TEMPERATURE = env_float("LLM_TEMPERATURE", 0.2, minimum=0.0)  # 0: greedy
+# Generations at once in this process; others queue (and are told their position). The
+# in-process model shares the CPU, so 1; a server batches requests itself.
+LLM_MAX_CONCURRENCY = env_int(
+    "LLM_MAX_CONCURRENCY", 1 if LLM_BACKEND == "local" else 128, minimum=1
+)
+LLM_LOCAL_MODEL_DIR = env_path("LLM_LOCAL_MODEL_DIR", BASE_DIR / "var/models/smollm2-135m-instruct")
+# PEFT LoRA adapters of the local backend, one directory per adapter name.
+LLM_ADAPTER_DIR = env_path("LLM_ADAPTER_DIR", BASE_DIR / "var/models/adapters")
+LLM_THREADS = env_int("LLM_THREADS", 0, minimum=0)  # torch threads; 0: torch's default
+LLM_FAKE_TOKENS_PER_SECOND = env_float("LLM_FAKE_TOKENS_PER_SECOND", 30.0, minimum=0.0)

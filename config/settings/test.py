@@ -33,5 +33,14 @@ MEDIA_ROOT = BASE_DIR / "var" / "test-media"
 # same settings module.
 INGEST_LEASE_SECONDS = 5
 
+# Chat tests use the FAKE model (assistant/llm/fake.py), fast; the tests that need the real
+# embedded model ask for it explicitly.
+LLM_BACKEND = "fake"
+LLM_FAKE_TOKENS_PER_SECOND = 2000.0
+LLM_MAX_CONCURRENCY = 4
+LLM_FIRST_TOKEN_TIMEOUT_SECONDS = 2.0
+LLM_TIMEOUT_SECONDS = 10.0
+CHAT_RATE_PER_MINUTE = 1000
+
 LOGGING["handlers"]["stdout"]["formatter"] = "console"
 LOGGING["root"]["level"] = "WARNING"

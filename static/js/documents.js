@@ -102,11 +102,28 @@
   });
   zone.addEventListener("drop", function (e) { uploadAll(e.dataTransfer.files); });
 
+  // Pushes can be lost (Redis may drop them, a socket may reconnect): while any row is still
+  // queued or processing, re-read those documents from the API every few seconds.
+  async function resync() {
+    const busyRows = rows.querySelectorAll('tr[data-state="queued"], tr[data-state="processing"]');
+    for (const row of busyRows) {
+      try {
+        const response = await fetch(section.dataset.api + row.dataset.docId + "/", {
+          credentials: "same-origin", headers: { "Accept": "application/json" },
+        });
+        if (!response.ok) continue;
+        const doc = await response.json();
+        render(row, { state: doc.state, percent: doc.progress.percent, reason: doc.reason, chunks: doc.chunks, title: doc.title });
+      } catch (err) { /* offline for a moment: the next round tries again */ }
+    }
+  }
+  setInterval(resync, 5000);
+
   let delay = 1000;
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const ws = new WebSocket(scheme + location.host + section.dataset.ws);
-    ws.onopen = function () { live.textContent = "Live"; delay = 1000; };
+    ws.onopen = function () { live.textContent = "Live"; delay = 1000; resync(); };
     ws.onmessage = function (event) {
       const msg = JSON.parse(event.data);
       if (msg.type !== "progress") return;

@@ -1,6 +1,7 @@
 from io import StringIO
 from pathlib import Path
 
+import pytest
 from django.core.management import call_command
 from playwright.sync_api import Page, expect
 
@@ -12,6 +13,7 @@ HOSTILE = ROOT / "tests" / "data" / "hostile"
 SCREENSHOTS = ROOT / "var" / "screenshots"
 
 
+@pytest.mark.timeout(900)
 def test_admin_uploads_five_formats_and_watches_them_index(
     live_asgi, celery_worker, page: Page, settings
 ):
@@ -41,7 +43,7 @@ def test_admin_uploads_five_formats_and_watches_them_index(
     # Every good file reaches `indexed`, pushed live (no reload), and the broken one fails
     # with its reason on the page.
     indexed = page.locator('#document-rows tr[data-state="indexed"]')
-    expect(indexed).to_have_count(5, timeout=120_000)
+    expect(indexed).to_have_count(5, timeout=300_000)
     broken = page.locator('#document-rows tr[data-state="failed"]')
     expect(broken).to_have_count(1, timeout=30_000)
     expect(broken.locator(".reason")).to_contain_text("damaged")

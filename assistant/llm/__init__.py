@@ -1,0 +1,129 @@
+"""Counsel's language models behind one interface: LangChain chat models built from settings.
+
+- ``LLM_BACKEND=local`` (default): SmolLM2-135M-Instruct from a PyPI package, converted once by
+  ``manage.py prepare_models`` and run in-process with transformers (:mod:`.local`).
+- ``LLM_BACKEND=openai``: any OpenAI-compatible server, e.g. vLLM serving LoRA adapters by name
+  (:mod:`.openai_compat`).
+- ``LLM_BACKEND=fake``: a FAKE streaming model for tests and load benchmarks (:mod:`.fake`).
+
+Callers use :func:`get_chat_model`, :func:`stream_with_timeouts` and, to queue fairly and show
+queue positions, :func:`generation_slot`; every failure arrives as an :class:`LLMError` whose
+text can be shown to the user. Importing this package is cheap: torch and the backends are
+imported when a model is first built.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from typing import TYPE_CHECKING
+
+from assistant.llm.conf import LLMConfig
+from assistant.llm.errors import LLMError, LLMTimeout, LLMUnavailable
+from assistant.llm.slots import GenerationSlots, SlotWait, generation_slot, get_generation_slots
+from assistant.llm.streaming import StreamStats, stream_with_timeouts
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+__all__ = [
+    "GenerationSlots",
+    "LLMError",
+    "LLMTimeout",
+    "LLMUnavailable",
+    "SlotWait",
+    "StreamStats",
+    "count_tokens",
+    "generation_slot",
+    "get_chat_model",
+    "get_generation_slots",
+    "model_name",
+    "stream_with_timeouts",
+]
+
+logger = logging.getLogger(__name__)
+
+# Without the converted tokenizer (an OpenAI-backend deployment that never ran prepare_models),
+# token counts are estimated: English text averages about four characters per token.
+_CHARS_PER_TOKEN = 4
+
+
+def get_chat_model(*, adapter: str | None = None) -> BaseChatModel:
+    """The chat model the settings describe, with ``adapter`` (a LoRA adapter name) if given.
+
+    Cached per process, adapter and settings: a test that overrides ``LLM_*`` settings gets a
+    model built from them. The local model's weights are shared by all instances and loaded on
+    the first generation, not here.
+    """
+    return _build(LLMConfig.from_settings(), adapter)
+
+
+@functools.lru_cache(maxsize=64)
+def _build(config: LLMConfig, adapter: str | None) -> BaseChatModel:
+    if config.backend == "local":
+        from assistant.llm.local import LocalChatModel
+
+        return LocalChatModel(
+            model_dir=config.local_model_dir,
+            model_name=config.model,
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            threads=config.threads,
+            adapter=adapter,
+            adapter_dir=config.adapter_dir,
+        )
+    if config.backend == "openai":
+        from assistant.llm.openai_compat import build_openai_compatible
+
+        return build_openai_compatible(config, adapter=adapter)
+    if config.backend == "fake":
+        from assistant.llm.fake import FakeStreamingChatModel
+
+        return FakeStreamingChatModel(
+            tokens_per_second=config.fake_tokens_per_second,
+            max_new_tokens=config.max_new_tokens,
+            adapter=adapter,
+        )
+    raise LLMUnavailable(detail=f"unknown LLM_BACKEND {config.backend!r}")
+
+
+def model_name(*, adapter: str | None = None) -> str:
+    """What the query log records as the model: the served name, ``+adapter`` when one is used."""
+    config = LLMConfig.from_settings()
+    name = "fake" if config.backend == "fake" else config.model
+    return f"{name}+{adapter}" if adapter else name
+
+
+def count_tokens(text: str) -> int:
+    """Tokens in ``text`` by the converted local model's tokenizer (SmolLM2's).
+
+    Exact for the embedded model; for another model behind the OpenAI backend it is an
+    approximation, good enough for prompt budgets. Without the converted model: len / 4.
+    """
+    if not text:
+        return 0
+    tokenizer = _tokenizer(LLMConfig.from_settings().local_model_dir)
+    if tokenizer is None:
+        return math.ceil(len(text) / _CHARS_PER_TOKEN)
+    return len(tokenizer.encode(text, add_special_tokens=False))
+
+
+def _tokenizer(model_dir):
+    from assistant.llm.convert import is_prepared
+
+    if not is_prepared(model_dir):
+        # Not cached: prepare_models may run later in this process (the test session does).
+        if model_dir not in _warned:
+            _warned.add(model_dir)
+            logger.warning(
+                "no converted local model in %s: token counts are estimated (run prepare_models)",
+                model_dir,
+            )
+        return None
+    from assistant.llm.local import local_tokenizer
+
+    return local_tokenizer(model_dir)
+
+
+_warned: set = set()

@@ -1,0 +1,171 @@
+"""A FAKE chat model, for tests and load benchmarks only: it never answers a real question.
+
+It stands in for a remote model server (vLLM behind the OpenAI-compatible backend), which cannot
+run on the machines where the tests and the websocket load benchmark run. ``LLM_BACKEND=fake``
+selects it. It streams a deterministic answer word by word at ``LLM_FAKE_TOKENS_PER_SECOND``
+using only ``asyncio.sleep`` (no threads), so a hundred concurrent streams cost almost nothing.
+
+The answer echoes what the prompt contained, so a test can check what reached the model:
+
+    FAKE ANSWER. Question: <the question>. Sources: [1] <first line of source 1>; [2] ...
+
+It also keeps the last prompts it received (``recent_prompts()``), as a fake server would log
+its requests, so a test can look at the whole prompt rather than its echo.
+
+Markers anywhere in the prompt change its behaviour, to test the failure paths:
+
+- ``[[fake:hang]]``  never sends a token (a server that accepted the request and hangs);
+- ``[[fake:stall]]`` sends one token, then hangs;
+- ``[[fake:error]]`` raises :class:`LLMUnavailable` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict
+
+from assistant.llm.errors import LLMUnavailable
+
+HANG = "[[fake:hang]]"
+STALL = "[[fake:stall]]"
+ERROR = "[[fake:error]]"
+
+_WORD = re.compile(r"\S+\s*")
+# (role, text) pairs of the most recent prompts, newest last.
+_received: deque[list[tuple[str, str]]] = deque(maxlen=200)
+
+
+def recent_prompts() -> list[list[tuple[str, str]]]:
+    """The prompts this process's fake models received, oldest first, as (role, text) pairs."""
+    return list(_received)
+
+
+_SOURCE_LINE = re.compile(r"^\[(\d{1,3})\][^\n]*", re.MULTILINE)
+
+
+class FakeStreamingChatModel(BaseChatModel):
+    """FAKE model (see the module docstring): deterministic, echoing, paced like a server."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str = "fake"
+    tokens_per_second: float = 30.0
+    max_new_tokens: int = 256
+    adapter: str | None = None
+    answer: str | None = None
+    """A fixed answer to stream instead of the echo."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "counsel-fake-streaming"
+
+    def reply_for(self, messages: list[BaseMessage]) -> str:
+        if self.answer is not None:
+            return self.answer
+        user = next((m.text for m in reversed(messages) if m.type == "human"), "")
+        question = user.rsplit("Question:", 1)[-1].strip() if "Question:" in user else user
+        sources = [m.group(0).strip() for m in _SOURCE_LINE.finditer(user)]
+        parts = ["FAKE ANSWER."]
+        if self.adapter:
+            parts.append(f"Adapter: {self.adapter}.")
+        parts.append(f"Question: {' '.join(question.split())}")
+        parts.append(f"Sources: {'; '.join(sources)}" if sources else "Sources: none")
+        return " ".join(parts)
+
+    def _plan(self, messages: list[BaseMessage], kwargs: dict) -> tuple[list[str], str, int, str]:
+        _received.append([(m.type, m.text) for m in messages])
+        prompt = "\n".join(m.text for m in messages)
+        if ERROR in prompt:
+            raise LLMUnavailable(detail="fake model: error marker in the prompt")
+        mode = "hang" if HANG in prompt else "stall" if STALL in prompt else "normal"
+        words = _WORD.findall(self.reply_for(messages))
+        limit = int(kwargs.get("max_new_tokens", self.max_new_tokens))
+        reason = "length" if len(words) > limit else "stop"
+        return words[:limit], reason, len(_WORD.findall(prompt)), mode
+
+    def _final(self, input_tokens: int, output_tokens: int, reason: str) -> ChatGenerationChunk:
+        return ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                usage_metadata={
+                    "input_tokens": input_tokens,
+                    "output_tokens": output_tokens,
+                    "total_tokens": input_tokens + output_tokens,
+                },
+                response_metadata={"model_name": self.model_name, "finish_reason": reason},
+                chunk_position="last",
+            )
+        )
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        words, reason, input_tokens, mode = self._plan(messages, kwargs)
+        delay = 1.0 / self.tokens_per_second if self.tokens_per_second > 0 else 0.0
+        if mode == "hang":
+            await asyncio.Event().wait()
+        for i, word in enumerate(words):
+            await asyncio.sleep(delay)
+            if mode == "stall" and i == 1:
+                await asyncio.Event().wait()
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=word))
+            if run_manager is not None:
+                await run_manager.on_llm_new_token(word, chunk=chunk)
+            yield chunk
+        yield self._final(input_tokens, len(words), reason)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        words, reason, input_tokens, mode = self._plan(messages, kwargs)
+        delay = 1.0 / self.tokens_per_second if self.tokens_per_second > 0 else 0.0
+        for i, word in enumerate(words):
+            while mode == "hang" or (mode == "stall" and i == 1):  # forever, as documented
+                time.sleep(0.1)
+            time.sleep(delay)
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=word))
+            if run_manager is not None:
+                run_manager.on_llm_new_token(word, chunk=chunk)
+            yield chunk
+        yield self._final(input_tokens, len(words), reason)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return await agenerate_from_stream(
+            self._astream(messages, stop=stop, run_manager=run_manager, **kwargs)
+        )
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return generate_from_stream(
+            self._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
+        )

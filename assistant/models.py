@@ -1,0 +1,89 @@
+from django.conf import settings
+from django.db import models
+
+
+class Conversation(models.Model):
+    """A user's conversation. Only its owner ever sees it (accounts.selectors.user_may_see)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        indexes = [models.Index(fields=["user", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.pk}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Assistant"
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete", "Complete"
+        REFUSED = "refused", "No answer in the documents"
+        CANCELLED = "cancelled", "Stopped"
+        ERROR = "error", "Error"
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField()
+    # Server-rendered, sanitised HTML of an assistant answer (Markdown → nh3 allow-list).
+    content_html = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    client_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["conversation", "created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:60]}"
+
+
+class Citation(models.Model):
+    """A source shown under an answer: the document, version, place and the text used.
+
+    Kept by value (snippet, heading, page) so the answer stays explainable after re-indexing;
+    opening the document is checked again, each time, for the person who clicks.
+    """
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="citations")
+    number = models.PositiveSmallIntegerField(help_text="[n] as used in the prompt and answer")
+    document = models.ForeignKey(
+        "ingestion.Document", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    collection_id = models.PositiveBigIntegerField()
+    chunk_id = models.PositiveBigIntegerField()
+    document_title = models.CharField(max_length=300)
+    version = models.PositiveIntegerField()
+    heading = models.CharField(max_length=500, blank=True)
+    page = models.PositiveIntegerField(null=True, blank=True)
+    snippet = models.TextField()
+    score = models.FloatField()
+    referenced = models.BooleanField(default=False, help_text="The answer refers to it as [n].")
+
+    class Meta:
+        ordering = ["message", "number"]
+
+    def __str__(self) -> str:
+        return f"[{self.number}] {self.document_title}"
+
+
+class Feedback(models.Model):
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    rating = models.SmallIntegerField(choices=[(1, "Helpful"), (-1, "Not helpful")])
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.rating:+d} on {self.message_id}"

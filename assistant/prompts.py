@@ -1,0 +1,98 @@
+"""The prompt: a system message, numbered sources within a token budget, the question.
+
+Pure functions; the chat service supplies the token counter of the model in use.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+SYSTEM_PROMPT = (
+    "You are Counsel, the internal consultant of this company. Answer the question using only "
+    "the numbered sources below. Quote numbers, dates and names exactly as the sources give "
+    "them. Refer to the sources you use as [1], [2]. If the sources do not answer the question, "
+    "say that you could not find it in the documents. Keep the answer short."
+)
+
+# Words that make a short follow-up depend on the previous question ("and for Munich?").
+_REFERRING = re.compile(
+    r"\b(it|its|this|that|these|those|they|them|their|there|he|she|his|her|same|also|"
+    r"what about|how about|and)\b",
+    re.IGNORECASE,
+)
+
+
+def condense_question(question: str, previous_questions: Sequence[str]) -> str:
+    """A standalone version of a follow-up question, from the recent turns.
+
+    Rule-based on purpose: the embedded model is too small to rewrite questions reliably and a
+    rewrite would cost a second generation before the first token. A short question that leans
+    on the previous one ("and in Munich?") is searched together with it.
+    """
+    question = " ".join(question.split())
+    if not previous_questions:
+        return question
+    words = question.split()
+    if len(words) <= 6 or (len(words) <= 14 and _REFERRING.search(question)):
+        return f"{previous_questions[-1]} {question}"
+    return question
+
+
+@dataclass(frozen=True)
+class Source:
+    number: int
+    title: str
+    heading: str
+    page: int | None
+    text: str
+
+
+@dataclass(frozen=True)
+class Prompt:
+    messages: list[tuple[str, str]]  # (role, content) for the chat model
+    sources: list[Source]
+    prompt_tokens: int
+
+
+def _source_block(source: Source) -> str:
+    where = source.title
+    if source.heading:
+        where += f" — {source.heading}"
+    if source.page:
+        where += f" (page {source.page})"
+    return f"[{source.number}] {where}\n{source.text.strip()}"
+
+
+def build_prompt(
+    *,
+    question: str,
+    sources: Sequence[Source],
+    count_tokens: Callable[[str], int],
+    budget_tokens: int,
+) -> Prompt:
+    """Fit as many sources as the budget allows, best first; never cut one in the middle."""
+    fixed = count_tokens(SYSTEM_PROMPT) + count_tokens(question) + 40  # template overhead
+    used: list[Source] = []
+    spent = fixed
+    for source in sources:
+        cost = count_tokens(_source_block(source)) + 2
+        if spent + cost > budget_tokens:
+            break
+        used.append(source)
+        spent += cost
+    context = "\n\n".join(_source_block(s) for s in used)
+    user = f"Sources:\n\n{context}\n\nQuestion: {question}" if used else f"Question: {question}"
+    return Prompt(
+        messages=[("system", SYSTEM_PROMPT), ("user", user)],
+        sources=used,
+        prompt_tokens=spent,
+    )
+
+
+_CITATION = re.compile(r"\[(\d{1,2})\]")
+
+
+def referenced_numbers(answer: str) -> set[int]:
+    return {int(n) for n in _CITATION.findall(answer)}

@@ -1,0 +1,369 @@
+"""The chat service: one question in, a stream of events out, one query-log entry written.
+
+    question ─▶ user and roles re-read ─▶ standalone question ─▶ chunk_search (the chokepoint)
+             ─▶ prompt within the token budget ─▶ model stream (timeouts) ─▶ events to the socket
+             ─▶ one transaction: messages, citations, query-log entry ─▶ "done"
+
+The consumer only relays these events. Every question gets exactly one query-log entry, also
+when it is refused, stopped, or fails; the answer is confirmed ("done") only after that entry
+committed, and a failed commit turns the streamed text into an error on the page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.capabilities import Capability
+from accounts.models import User
+from accounts.selectors import (
+    access_profile_for_user,
+    user_has_capability,
+    user_readable_collection_ids,
+)
+from assistant import llm
+from assistant.models import Citation, Conversation, Message
+from assistant.prompts import Source, build_prompt, condense_question, referenced_numbers
+from assistant.rendering import answer_html
+from compliance.models import QueryLogEntry
+from ingestion.selectors import SearchHit, chunk_search
+
+logger = logging.getLogger(__name__)
+
+REFUSAL = (
+    "I could not find anything about that in the documents you can access. Try other words, "
+    "or ask someone who owns that information."
+)
+SAVE_FAILED = "Your answer could not be recorded, so it is not shown. Please ask again."
+
+
+class ChatRefused(Exception):
+    """A question that is not processed at all (no access to the conversation, no capability)."""
+
+
+@dataclass
+class Ask:
+    user_id: int
+    question: str
+    conversation_id: int | None = None
+    client_id: str = ""
+
+
+@dataclass
+class _Context:
+    user: User
+    roles: list[str]
+    readable: list[int]
+    profile_key: str
+    conversation: Conversation | None
+    previous_questions: list[str] = field(default_factory=list)
+
+
+def _load_context(ask: Ask) -> _Context:
+    # Re-read on every question: a role revoked a second ago applies to this one.
+    user = User.objects.filter(pk=ask.user_id, is_active=True).first()
+    if user is None or not user_has_capability(user=user, capability=Capability.CHAT):
+        raise ChatRefused("Your account may not use the chat.")
+    conversation = None
+    previous: list[str] = []
+    if ask.conversation_id:
+        conversation = Conversation.objects.filter(pk=ask.conversation_id, user=user).first()
+        if conversation is None:
+            raise ChatRefused("That conversation does not exist.")
+        previous = list(
+            conversation.messages.filter(role=Message.Role.USER)
+            .order_by("-created_at", "-id")
+            .values_list("content", flat=True)[: settings.CHAT_HISTORY_TURNS]
+        )[::-1]
+    return _Context(
+        user=user,
+        roles=sorted(user.groups.values_list("name", flat=True)),
+        readable=sorted(user_readable_collection_ids(user=user)),
+        profile_key=access_profile_for_user(user=user).key,
+        conversation=conversation,
+        previous_questions=previous,
+    )
+
+
+def _relevant(hits: list[SearchHit]) -> list[SearchHit]:
+    keep = [
+        h
+        for h in hits
+        if h.text_rank is not None or (h.similarity or 0.0) >= settings.CHAT_MIN_SIMILARITY
+    ]
+    return keep[: settings.CHAT_MAX_SOURCES]
+
+
+@dataclass
+class _Outcome:
+    answer: str = ""
+    status: str = Message.Status.COMPLETE
+    outcome: str = QueryLogEntry.Outcome.ANSWERED
+    error: str = ""
+    first_token_ms: int | None = None
+    completion_tokens: int = 0
+
+
+def _record(
+    *,
+    ask: Ask,
+    ctx: _Context,
+    standalone: str,
+    retrieved: list[SearchHit],
+    used: list[SearchHit],
+    prompt_tokens: int,
+    model_name: str,
+    result: _Outcome,
+    started,
+    started_clock: float,
+) -> tuple[Conversation, Message, QueryLogEntry]:
+    with transaction.atomic():
+        conversation = ctx.conversation or Conversation.objects.create(
+            user=ctx.user, title=ask.question[:80]
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+        question = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.USER,
+            content=ask.question,
+            client_id=ask.client_id[:64],
+        )
+        answer = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            content=result.answer,
+            content_html=answer_html(result.answer) if result.answer else "",
+            status=result.status,
+            client_id=ask.client_id[:64],
+        )
+        referenced = referenced_numbers(result.answer)
+        Citation.objects.bulk_create(
+            Citation(
+                message=answer,
+                number=n,
+                document_id=hit.document_id,
+                collection_id=hit.collection_id,
+                chunk_id=hit.chunk_id,
+                document_title=hit.document_title[:300],
+                version=hit.version,
+                heading=hit.heading[:500],
+                page=hit.page,
+                snippet=hit.text,
+                score=hit.score,
+                referenced=n in referenced,
+            )
+            for n, hit in enumerate(used, start=1)
+        )
+        entry = QueryLogEntry.objects.create(
+            user=ctx.user,
+            username=ctx.user.get_username(),
+            roles=ctx.roles,
+            readable_collections=ctx.readable,
+            profile_key=ctx.profile_key,
+            conversation_id=conversation.pk,
+            question_message_id=question.pk,
+            answer_message_id=answer.pk,
+            question=ask.question,
+            standalone_question=standalone,
+            answer=result.answer,
+            outcome=result.outcome,
+            error=result.error,
+            route="rag",
+            route_reason="Retrieval is the only route until adapters exist (tuning issue).",
+            model=model_name,
+            retrieved=[
+                {
+                    "chunk": h.chunk_id,
+                    "document": h.document_id,
+                    "version": h.version,
+                    "collection": h.collection_id,
+                    "score": round(h.score, 6),
+                    "similarity": None if h.similarity is None else round(h.similarity, 4),
+                    "used": h in used,
+                }
+                for h in retrieved
+            ],
+            prompt_tokens=prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            first_token_ms=result.first_token_ms,
+            latency_ms=int((time.monotonic() - started_clock) * 1000),
+            started_at=started,
+            finished_at=timezone.now(),
+        )
+    return conversation, answer, entry
+
+
+def _citation_payload(message: Message) -> list[dict]:
+    return [
+        {
+            "number": c.number,
+            "title": c.document_title,
+            "heading": c.heading,
+            "page": c.page,
+            "referenced": c.referenced,
+            "url": citation_url(c),
+        }
+        for c in message.citations.all()
+    ]
+
+
+def citation_url(citation: Citation) -> str | None:
+    if citation.document_id is None:
+        return None
+    anchor = f"#chunk-{citation.chunk_id}"
+    return f"/documents/{citation.document_id}/{anchor}"
+
+
+async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
+    """Answer one question, yielding events for the socket.
+
+    Events: {"type": "status", "stage"}, {"type": "queued", "position"}, {"type": "token",
+    "text"}, then exactly one of {"type": "done", …} or {"type": "error", "message"}.
+    Cancelling the consuming task records the question as stopped, then re-raises.
+    """
+    started, started_clock = timezone.now(), time.monotonic()
+    question = " ".join(ask.question.split())
+    if not question:
+        yield {"type": "error", "message": "Type a question first."}
+        return
+    if len(ask.question) > settings.CHAT_MAX_MESSAGE_CHARS:
+        yield {
+            "type": "error",
+            "message": f"Questions are limited to {settings.CHAT_MAX_MESSAGE_CHARS} characters.",
+        }
+        return
+    try:
+        ctx = await sync_to_async(_load_context)(ask)
+    except ChatRefused as exc:
+        yield {"type": "error", "message": str(exc)}
+        return
+    standalone = condense_question(question, ctx.previous_questions)
+    yield {"type": "status", "stage": "searching"}
+    result = _Outcome()
+    used: list[SearchHit] = []
+    retrieved: list[SearchHit] = []
+    prompt_tokens = 0
+    model_name = ""
+    try:
+        retrieved = await sync_to_async(chunk_search)(
+            user=ctx.user, query=standalone, k=settings.CHAT_MAX_SOURCES * 2
+        )
+    except Exception:
+        # Still one log entry for this question, and a plain message for the user.
+        logger.exception("search failed", extra={"user_id": ask.user_id})
+        result.status, result.outcome = Message.Status.ERROR, QueryLogEntry.Outcome.ERROR
+        result.error = "Searching the documents failed. It has been logged; please try again."
+    candidates = _relevant(retrieved)
+    search_failed = result.outcome == QueryLogEntry.Outcome.ERROR
+    if not search_failed and not candidates:
+        result.answer, result.status = REFUSAL, Message.Status.REFUSED
+        result.outcome = QueryLogEntry.Outcome.REFUSED
+    elif not search_failed:
+        prompt = build_prompt(
+            question=standalone,
+            sources=[
+                Source(n, h.document_title, h.heading, h.page, h.text)
+                for n, h in enumerate(candidates, start=1)
+            ],
+            count_tokens=llm.count_tokens,
+            budget_tokens=settings.CHAT_CONTEXT_TOKENS,
+        )
+        used = candidates[: len(prompt.sources)]
+        prompt_tokens = prompt.prompt_tokens
+        model = llm.get_chat_model()
+        model_name = llm.model_name()
+        parts: list[str] = []
+        try:
+            async for event in _generate(model, prompt.messages, started_clock, result, parts):
+                yield event
+        except asyncio.CancelledError:
+            result.answer = "".join(parts)
+            result.status, result.outcome = (
+                Message.Status.CANCELLED,
+                QueryLogEntry.Outcome.CANCELLED,
+            )
+            result.completion_tokens = llm.count_tokens(result.answer) if result.answer else 0
+            # Recorded even though the socket is gone: one entry per question, stopped or not.
+            await asyncio.shield(
+                sync_to_async(_record)(
+                    ask=ask,
+                    ctx=ctx,
+                    standalone=standalone,
+                    retrieved=retrieved,
+                    used=used,
+                    prompt_tokens=prompt_tokens,
+                    model_name=model_name,
+                    result=result,
+                    started=started,
+                    started_clock=started_clock,
+                )
+            )
+            raise
+        except llm.LLMError as exc:
+            logger.warning(
+                "model failed", extra={"user_id": ask.user_id, "error": str(exc)}, exc_info=True
+            )
+            result.answer = "".join(parts)
+            result.status, result.outcome = Message.Status.ERROR, QueryLogEntry.Outcome.ERROR
+            result.error = str(exc)
+        else:
+            result.answer = "".join(parts).strip()
+        result.completion_tokens = llm.count_tokens(result.answer) if result.answer else 0
+    try:
+        conversation, message, entry = await sync_to_async(_record)(
+            ask=ask,
+            ctx=ctx,
+            standalone=standalone,
+            retrieved=retrieved,
+            used=used,
+            prompt_tokens=prompt_tokens,
+            model_name=model_name,
+            result=result,
+            started=started,
+            started_clock=started_clock,
+        )
+    except Exception:
+        logger.exception("could not record a chat answer", extra={"user_id": ask.user_id})
+        yield {"type": "error", "message": SAVE_FAILED, "discard": True}
+        return
+    if result.outcome == QueryLogEntry.Outcome.ERROR:
+        yield {"type": "error", "message": result.error, "conversation": conversation.pk}
+        return
+    citations = await sync_to_async(_citation_payload)(message)
+    yield {
+        "type": "done",
+        "conversation": conversation.pk,
+        "conversation_title": conversation.title,
+        "message": message.pk,
+        "status": message.status,
+        "html": message.content_html,
+        "citations": citations,
+        "log_entry": entry.pk,
+    }
+
+
+async def _generate(model, messages, started_clock: float, result: _Outcome, parts: list[str]):
+    """Stream the model's answer, reporting the queue position while waiting for a slot."""
+    positions: asyncio.Queue[int] = asyncio.Queue()
+    async with llm.generation_slot(on_wait=positions.put_nowait) as slot_wait:
+        async for position in slot_wait(positions):
+            yield {"type": "queued", "position": position}
+        yield {"type": "status", "stage": "answering"}
+        async for token in llm.stream_with_timeouts(
+            model,
+            messages,
+            first_token_timeout=settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS,
+            total_timeout=settings.LLM_TIMEOUT_SECONDS,
+        ):
+            if result.first_token_ms is None:
+                result.first_token_ms = int((time.monotonic() - started_clock) * 1000)
+            parts.append(token)
+            yield {"type": "token", "text": token}

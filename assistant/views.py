@@ -1,0 +1,84 @@
+"""The chat page and the actions around it. Conversations are their owner's alone."""
+
+from __future__ import annotations
+
+from django.contrib import messages as flash
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.capabilities import Capability
+from accounts.decorators import capability_required
+from assistant.models import Conversation, Feedback, Message
+from assistant.services import citation_url
+
+chat_required = capability_required(Capability.CHAT)
+
+
+def _own_conversation(request: HttpRequest, pk: int) -> Conversation:
+    # Someone else's conversation and a missing one look the same.
+    conversation = Conversation.objects.filter(pk=pk, user=request.user).first()
+    if conversation is None:
+        raise Http404("No such conversation.")
+    return conversation
+
+
+@chat_required
+def chat(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    conversation = _own_conversation(request, pk) if pk else None
+    thread = []
+    if conversation is not None:
+        for message in conversation.messages.prefetch_related("citations").select_related(
+            "feedback"
+        ):
+            citations = [(c, citation_url(c)) for c in message.citations.all()]
+            feedback = getattr(message, "feedback", None)
+            thread.append({"message": message, "citations": citations, "feedback": feedback})
+    context = {
+        "conversation": conversation,
+        "conversations": Conversation.objects.filter(user=request.user)[:100],
+        "thread": thread,
+    }
+    return render(request, "assistant/chat.html", context)
+
+
+@chat_required
+@require_POST
+def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = _own_conversation(request, pk)
+    title = " ".join(request.POST.get("title", "").split())[:200]
+    if title:
+        conversation.title = title
+        conversation.save(update_fields=["title", "updated_at"])
+    return redirect("assistant:conversation", pk=pk)
+
+
+@chat_required
+@require_POST
+def conversation_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = _own_conversation(request, pk)
+    # The query log keeps its own copy of every question: deleting a conversation removes it
+    # from the user's view, not from the compliance record.
+    conversation.delete()
+    flash.success(request, "Conversation deleted.")
+    return redirect("assistant:chat")
+
+
+@chat_required
+@require_POST
+def message_feedback(request: HttpRequest, pk: int) -> HttpResponse:
+    message = Message.objects.filter(
+        pk=pk, role=Message.Role.ASSISTANT, conversation__user=request.user
+    ).first()
+    if message is None:
+        raise Http404("No such answer.")
+    rating = 1 if request.POST.get("rating") == "up" else -1
+    comment = request.POST.get("comment", "").strip()[:2000]
+    with transaction.atomic():
+        Feedback.objects.update_or_create(
+            message=message, defaults={"user": request.user, "rating": rating, "comment": comment}
+        )
+    if request.headers.get("Accept") == "application/json":
+        return HttpResponse(status=204)
+    return redirect("assistant:conversation", pk=message.conversation_id)

