@@ -209,7 +209,7 @@ def test_new_user_gets_a_temporary_password_and_must_change_it(cast):
     )
     newbie.refresh_from_db()
     assert not newbie.must_change_password
-    assert own.get("/chat/").status_code == 200
+    assert own.get("/").status_code == 200  # no role yet: the home page, not the chat
 
 
 def test_password_reset_is_audited_and_ends_old_sessions(cast):
