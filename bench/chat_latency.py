@@ -1,0 +1,197 @@
+"""Server-added latency to the first token: everything but the model.
+
+Runs the real ASGI application (uvicorn, websocket, consumer, chat service, role-filtered
+search, prompt building) over the demo company in a database of its own, with the FAKE
+streaming model (assistant/llm/fake.py) at 30 tokens/s standing in for a model server. For each
+question it measures, over a real websocket, the time from sending the question to receiving
+the first streamed text. The baseline, measured in the same run, is the fake model's own time
+to first token when called directly with the same kind of prompt; the difference is what the
+server adds (target p95 ≤ 50 ms, DESIGN.md).
+
+    .venv/bin/python bench/chat_latency.py [--questions 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DB_NAME = "counsel_bench_chat"
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def setup() -> None:
+    import psycopg
+
+    base = os.environ.get("DATABASE_URL", "postgres://counsel:counsel@127.0.0.1:55432/counsel")
+    admin_url = base.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone():
+            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    os.environ["DATABASE_URL"] = base.rsplit("/", 1)[0] + "/" + DB_NAME
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
+    os.environ["LLM_BACKEND"] = "fake"
+    os.environ["LLM_FAKE_TOKENS_PER_SECOND"] = "30"
+    os.environ["CHAT_RATE_PER_MINUTE"] = "100000"
+    os.environ["LOG_LEVEL"] = "WARNING"
+    os.environ["COUNSEL_DOTENV"] = "0"
+    import django
+
+    django.setup()
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    call_command("load_demo", stdout=StringIO())
+    from ingestion import services
+    from ingestion.models import Document
+
+    for document in Document.objects.exclude(state="indexed"):
+        services.document_index(document_id=document.pk, task_id="bench")
+
+
+def session_cookie(username: str) -> str:
+    from django.conf import settings
+    from django.test import Client
+
+    from accounts.models import User
+
+    client = Client()
+    client.force_login(User.objects.get(username=username))
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+async def baseline_ttft(questions: list[str], runs: int) -> list[float]:
+    """The fake model's own time to first token, called directly."""
+    from assistant import llm
+
+    model = llm.get_chat_model()
+    times = []
+    for n in range(runs):
+        messages = [
+            ("system", "You are Counsel."),
+            ("user", f"Sources: …\n\nQuestion: {questions[n % len(questions)]}"),
+        ]
+        started = time.perf_counter()
+        async for _ in llm.stream_with_timeouts(
+            model, messages, first_token_timeout=10, total_timeout=30
+        ):
+            times.append((time.perf_counter() - started) * 1000)
+            break
+    return times
+
+
+async def websocket_ttft(url: str, cookie: str, questions: list[str], runs: int) -> dict:
+    import websockets
+
+    first_token, total, outcomes = [], [], {}
+    async with websockets.connect(
+        url, additional_headers={"Cookie": cookie, "Origin": "http://localhost"}
+    ) as ws:
+        assert json.loads(await ws.recv())["type"] == "hello"
+        for n in range(runs):
+            qid = f"b{n}"
+            started = time.perf_counter()
+            await ws.send(
+                json.dumps({"type": "ask", "id": qid, "text": questions[n % len(questions)]})
+            )
+            got_first = False
+            while True:
+                frame = json.loads(await ws.recv())
+                if frame.get("type") == "delta" and not got_first:
+                    first_token.append((time.perf_counter() - started) * 1000)
+                    got_first = True
+                if frame.get("type") in ("done", "error", "stopped") and frame.get("id") == qid:
+                    total.append((time.perf_counter() - started) * 1000)
+                    outcomes[frame.get("status", frame["type"])] = (
+                        outcomes.get(frame.get("status", frame["type"]), 0) + 1
+                    )
+                    break
+    return {"first_token": first_token, "total": total, "outcomes": outcomes}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--questions", type=int, default=60)
+    args = parser.parse_args()
+    setup()
+    import uvicorn
+
+    from config.asgi import application
+
+    manifest = json.loads((ROOT / "demo" / "manifest.json").read_text())
+    questions = [
+        q["question"] for q in manifest["questions"] if q["collection"] in ("company", "sales")
+    ]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            application,
+            host="127.0.0.1",
+            port=0,
+            lifespan="off",
+            log_level="warning",
+            ws="websockets-sansio",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    cookie = session_cookie("sam")
+
+    async def measure() -> tuple[list[float], dict]:
+        await websocket_ttft(f"ws://127.0.0.1:{port}/ws/chat/", cookie, questions, 5)  # warm-up
+        base = await baseline_ttft(questions, args.questions)
+        measured = await websocket_ttft(
+            f"ws://127.0.0.1:{port}/ws/chat/", cookie, questions, args.questions
+        )
+        return base, measured
+
+    base, measured = asyncio.run(measure())
+    server.should_exit = True
+    thread.join(timeout=10)
+    model_ttft = statistics.median(base)
+    added = [t - model_ttft for t in measured["first_token"]]
+    rows = [
+        ("model alone (baseline)", base),
+        ("through the server", measured["first_token"]),
+        ("server-added", added),
+    ]
+    print(f"\nfirst token, {args.questions} questions (sam; FAKE model at 30 tokens/s)")
+    print(f"{'':>24} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}")
+    for label, values in rows:
+        p50, p95, p99 = (percentile(values, p) for p in (50, 95, 99))
+        print(f"{label:>24} {p50:9.1f} {p95:9.1f} {p99:9.1f}")
+    print(f"outcomes: {measured['outcomes']}; target: server-added p95 <= 50 ms")
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "questions": args.questions,
+        "model_ttft_ms": {"p50": percentile(base, 50), "p95": percentile(base, 95)},
+        "through_server_ms": {
+            p: percentile(measured["first_token"], int(p[1:])) for p in ("p50", "p95", "p99")
+        },
+        "server_added_ms": {p: percentile(added, int(p[1:])) for p in ("p50", "p95", "p99")},
+        "outcomes": measured["outcomes"],
+    }
+    (results / "chat-latency.json").write_text(json.dumps(payload, indent=2))
+
+
+if __name__ == "__main__":
+    main()
