@@ -42,16 +42,17 @@ STALL = "[[fake:stall]]"
 ERROR = "[[fake:error]]"
 
 _WORD = re.compile(r"\S+\s*")
-# (role, text) pairs of the most recent prompts, newest last.
+_SOURCE_LINE = re.compile(r"^\[(\d{1,3})\][^\n]*", re.MULTILINE)
+# The most recent prompts as (message type, text) pairs, newest last.
 _received: deque[list[tuple[str, str]]] = deque(maxlen=200)
 
 
 def recent_prompts() -> list[list[tuple[str, str]]]:
-    """The prompts this process's fake models received, oldest first, as (role, text) pairs."""
+    """Prompts the fake models of this process received, oldest first: (type, text) pairs.
+
+    The type is LangChain's: "system", "human", "ai".
+    """
     return list(_received)
-
-
-_SOURCE_LINE = re.compile(r"^\[(\d{1,3})\][^\n]*", re.MULTILINE)
 
 
 class FakeStreamingChatModel(BaseChatModel):
