@@ -267,7 +267,10 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
         result.answer, result.status = REFUSAL, Message.Status.REFUSED
         result.outcome = QueryLogEntry.Outcome.REFUSED
     elif not search_failed:
-        prompt = build_prompt(
+        # In a thread: counting tokens loads the tokenizer on first use (a second or two),
+        # which must not stall the event loop that serves every other socket.
+        prompt = await asyncio.to_thread(
+            build_prompt,
             question=standalone,
             sources=[
                 Source(n, h.document_title, h.heading, h.page, h.text)
@@ -290,7 +293,9 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
                 Message.Status.CANCELLED,
                 QueryLogEntry.Outcome.CANCELLED,
             )
-            result.completion_tokens = llm.count_tokens(result.answer) if result.answer else 0
+            result.completion_tokens = await asyncio.shield(
+                asyncio.to_thread(llm.count_tokens, result.answer)
+            )
             # Recorded even though the socket is gone: one entry per question, stopped or not.
             await asyncio.shield(
                 sync_to_async(_record)(
@@ -316,7 +321,7 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
             result.error = str(exc)
         else:
             result.answer = "".join(parts).strip()
-        result.completion_tokens = llm.count_tokens(result.answer) if result.answer else 0
+        result.completion_tokens = await asyncio.to_thread(llm.count_tokens, result.answer)
     try:
         conversation, message, entry = await sync_to_async(_record)(
             ask=ask,
