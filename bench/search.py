@@ -927,6 +927,10 @@ def main() -> None:
     parser.add_argument("--maintenance-work-mem", help="HNSW build (default 2GB; 4GB above 300k)")
     parser.add_argument("--warmup", type=int, default=10)
     args = parser.parse_args()
+    efs = [int(x) for x in args.ef_search.split(",") if x]
+    if not all(1 <= ef <= 1000 for ef in efs):
+        parser.error("--ef-search values must be 1..1000 (pgvector's range for hnsw.ef_search)")
+    scans = [int(x) for x in args.max_scan_tuples.split(",") if x]
     big = args.rows > 300_000
     n_queries = args.queries or (100 if big else 200)
     n_as_is = min(args.as_is_queries or (30 if big else 100), n_queries)
@@ -1016,8 +1020,6 @@ def main() -> None:
                 users[label], query_sets[label][0][:n_as_is], warmup=min(args.warmup, 3)
             )
     log("timed chunk_search's parts")
-    efs = [int(x) for x in args.ef_search.split(",") if x]
-    scans = [int(x) for x in args.max_scan_tuples.split(",") if x]
     rec = chosen = None
     confirm: dict = {}
     if not args.no_sweep:
