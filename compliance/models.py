@@ -39,6 +39,12 @@ class QueryLogEntry(models.Model):
     retrieved = models.JSONField(default=list)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
+    cost_estimate = models.DecimalField(
+        max_digits=14,
+        decimal_places=8,
+        default=0,
+        help_text="Estimated cost of this answer from the configured per-token prices.",
+    )
     first_token_ms = models.PositiveIntegerField(null=True)
     latency_ms = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField()
