@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -473,12 +474,6 @@ def exact_top(user, q, k: int) -> list[tuple[int, float]]:
         )
 
 
-def vector_only(user, q, *, exact: bool) -> list[tuple[int, float]]:
-    from ingestion.selectors import _vector_ranking, searchable_chunks
-
-    return _vector_ranking(searchable_chunks(user=user), q, limit=K, exact=exact)
-
-
 def production(user, q) -> list[int]:
     from ingestion.selectors import chunk_search
 
@@ -489,23 +484,18 @@ def recall(found, truth) -> float:
     return len(set(found) & set(truth)) / len(truth) if truth else 1.0
 
 
-def chooses_exact(user) -> tuple[bool, int]:
-    from django.conf import settings
+def search_plan(user):
+    """chunk_search's plan for `user` (exact / own index / shared index per collection)."""
+    from ingestion.selectors import _collection_sizes, plan_search
 
-    from ingestion.selectors import _candidate_rows
-
-    candidates = _candidate_rows(user=user, collection_ids=None)
-    return candidates <= settings.SEARCH_EXACT_MAX_ROWS, candidates
+    sizes, table_rows = _collection_sizes(user=user, collection_ids=None)
+    return plan_search(sizes, table_rows=table_rows)
 
 
-def vector_plan(user, q, *, exact: bool) -> str:
-    """EXPLAIN of the statement `_vector_ranking` runs for chunk_search (LIMIT
-    SEARCH_CANDIDATES), under the `SET LOCAL`s it issues: both captured from a real call, so
-    the plan is the one the code gets, whatever the code sets."""
-    from django.conf import settings
+def explain_search(user, q) -> str:
+    """EXPLAIN of the search statement chunk_search sends, under the settings it sets: both
+    captured from a real call, so the plan is the one the code gets."""
     from django.db import connection, transaction
-
-    from ingestion.selectors import _vector_ranking, searchable_chunks
 
     statements: list[tuple[str, object]] = []
 
@@ -514,27 +504,28 @@ def vector_plan(user, q, *, exact: bool) -> str:
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(capture):
-        _vector_ranking(
-            searchable_chunks(user=user),
-            q,
-            limit=max(settings.SEARCH_CANDIDATES, K),
-            exact=exact,
-        )
+        production(user, q)
     with transaction.atomic(), connection.cursor() as cursor:
         for sql, params in statements:
-            if sql.lstrip().upper().startswith("SET "):
+            if "set_config(" in sql:
                 cursor.execute(sql, params)
-        sql, params = next((sql, p) for sql, p in statements if "<=>" in sql)
+        sql, params = next((sql, p) for sql, p in statements if " live (id, title)" in sql)
         cursor.execute("EXPLAIN " + sql, params)
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
 def plan_summary(plan: str) -> str:
+    own = len(set(re.findall(r"chunk_hnsw_c\d+", plan)))
+    parts = []
+    if own:
+        parts.append(f"own index x{own}")
     if "chunk_embedding_hnsw" in plan:
-        return "hnsw index"
+        parts.append("shared hnsw")
     if "Seq Scan on ingestion_chunk" in plan:
-        return "table scan + sort"
-    return "collection index + sort"
+        parts.append("table scan")
+    elif re.search(r"Bitmap Heap Scan on ingestion_chunk c\b|Index Scan using \S+collection", plan):
+        parts.append("collection index + sort")
+    return " + ".join(parts) or "?"
 
 
 CLOCK = Clock()
@@ -564,40 +555,25 @@ def truth_pass(user, queries, *, warmup: int) -> dict:
 
 
 def search_pass(user, queries, truth, kinds, *, warmup: int) -> dict:
-    """chunk_search and the vector ranking alone (with chunk_search's exact/HNSW choice),
-    interleaved per query, against the baseline's top 10."""
-    exact, candidates = chooses_exact(user)
+    """chunk_search against the baseline's top 10."""
+    plan = search_plan(user)
     for q in queries[:warmup]:
         production(user, q)
-        vector_only(user, q, exact=exact)
-    prod_t, vec_t, prod_r, vec_r, vec_n = [], [], [], [], []
-    for i, (q, ids) in enumerate(zip(queries, truth, strict=False)):
-        steps = ("prod", "vec") if i % 2 == 0 else ("vec", "prod")
-        for step in steps:
-            if step == "prod":
-                found, t = timed(production, user, q)
-                prod_t.append(t)
-                prod_r.append(recall(found, ids))
-            else:
-                rows, t = timed(vector_only, user, q, exact=exact)
-                vec_t.append(t)
-                vec_r.append(recall([pk for pk, _ in rows], ids))
-                vec_n.append(len(rows))
+    times, recalls = [], []
+    for q, ids in zip(queries, truth, strict=False):
+        found, t = timed(production, user, q)
+        times.append(t)
+        recalls.append(recall(found, ids))
     return {
         "loadavg_1m": os.getloadavg()[0],
-        "readable_rows": candidates,
-        "branch": "exact" if exact else "hnsw",
-        "plan": plan_summary(vector_plan(user, queries[0], exact=exact)),
+        "readable_rows": plan.rows,
+        "branch": plan.label,
+        "plan": plan_summary(explain_search(user, queries[0])),
         "production": {
-            **latency_summary(prod_t),
-            "recall": float(np.mean(prod_r)),
-            "recall_by_query_kind": by_kind(prod_r, kinds),
-        },
-        "vector_only": {
-            **latency_summary(vec_t),
-            "recall": float(np.mean(vec_r)),
-            "recall_min": float(np.min(vec_r)),
-            "rows_returned_mean": float(np.mean(vec_n)),
+            **latency_summary(times),
+            "recall": float(np.mean(recalls)),
+            "recall_min": float(np.min(recalls)),
+            "recall_by_query_kind": by_kind(recalls, kinds),
         },
     }
 
@@ -610,56 +586,33 @@ def by_kind(values, kinds) -> dict:
     }
 
 
-def hnsw_config(user, queries, truth, kinds, *, ef: int, max_scan: int, warmup: int) -> dict:
-    """The HNSW branch alone (exact=False) with the given settings."""
+def sweep_config(user, queries, truth, kinds, *, ef: int, max_scan: int, warmup: int) -> dict:
+    """chunk_search with the given HNSW settings (they matter only where the plan uses an index)."""
     from django.test import override_settings
 
     with override_settings(SEARCH_EF_SEARCH=ef, SEARCH_MAX_SCAN_TUPLES=max_scan):
         for q in queries[:warmup]:
-            vector_only(user, q, exact=False)
-        times, recalls, returned = [], [], []
-        for q, ids in zip(queries, truth, strict=False):
-            rows, t = timed(vector_only, user, q, exact=False)
-            times.append(t)
-            recalls.append(recall([pk for pk, _ in rows], ids))
-            returned.append(len(rows))
-        plan = plan_summary(vector_plan(user, queries[0], exact=False))
-    return {
-        "ef_search": ef,
-        "max_scan_tuples": max_scan,
-        "plan": plan,
-        **latency_summary(times),
-        "recall": float(np.mean(recalls)),
-        "recall_by_query_kind": by_kind(recalls, kinds),
-        "short_results": sum(1 for n in returned if n < K),
-    }
-
-
-def confirm_pass(user, queries, truth, *, settings_: dict, warmup: int) -> dict:
-    from django.test import override_settings
-
-    with override_settings(**settings_):
-        exact, _ = chooses_exact(user)
-        for q in queries[:warmup]:
             production(user, q)
         times, recalls = [], []
-        for q, ids in zip(queries, truth, strict=True):
+        for q, ids in zip(queries, truth, strict=False):
             found, t = timed(production, user, q)
             times.append(t)
             recalls.append(recall(found, ids))
     return {
-        "branch": "exact" if exact else "hnsw",
+        "ef_search": ef,
+        "max_scan_tuples": max_scan,
         **latency_summary(times),
         "recall": float(np.mean(recalls)),
+        "recall_by_query_kind": by_kind(recalls, kinds),
     }
 
 
 def breakdown_pass(user, queries, *, warmup: int) -> dict:
-    """Where chunk_search's time goes: its helpers timed by wrapping them (mean ms per call;
-    "rest" is the re-fetch of the winners, the fusion and the Python around them)."""
+    """Where chunk_search's time goes: its two statements timed by wrapping their functions
+    (mean ms per call; "rest" is the plan, the fusion and the Python around them)."""
     from ingestion import selectors
 
-    parts = {"_candidate_rows": [], "_vector_ranking": [], "_text_ranking": []}
+    parts = {"_collection_sizes": [], "_search_rows": []}
     originals = {name: getattr(selectors, name) for name in parts}
 
     def wrap(name):
@@ -734,22 +687,19 @@ def analyze_all() -> None:
 
 
 def unanalysed_pass(users: dict, query_sets: dict, *, n: int, warmup: int) -> dict:
-    """chunk_search while the access tables have no planner statistics, for the roles whose
-    search takes the exact branch; ANALYZEs everything afterwards."""
+    """chunk_search while the access tables have no planner statistics; ANALYZEs everything
+    afterwards."""
     out: dict = {}
     clear_access_table_statistics()
     try:
         for label, user in users.items():
-            exact, _ = chooses_exact(user)
-            if not exact:
-                continue
             queries = query_sets[label][0][:n]
             for q in queries[:warmup]:
                 production(user, q)
             times = [timed(production, user, q)[1] for q in queries]
             out[label] = {
                 **latency_summary(times),
-                "plan": plan_summary(vector_plan(user, queries[0], exact=True)),
+                "plan": plan_summary(explain_search(user, queries[0])),
             }
     finally:
         analyze_all()
@@ -769,73 +719,6 @@ def check_baseline(data: dict, label: str, queries, truth, n: int = 20) -> float
         top = ids[np.argsort(-(vectors[ids] @ q))[:K]] + 1  # chunk id = row position + 1
         agreement.append(recall(top.tolist(), expected))
     return float(np.mean(agreement))
-
-
-# --- recommendations --------------------------------------------------------------------------
-
-
-def recommend(results: dict, *, rows: int, metric: str = "cpu_p95_ms") -> dict:
-    """The best settings this run found, and whether they meet the targets (the check itself
-    is `confirm_pass`).
-
-    - HNSW: among the swept settings with recall@10 >= target at every role the sweep covered
-      in full (>= 10 % of the rows), the one with the lowest worst-role p95 of `metric`
-      (CPU time by default: it ranks settings without the noise of a shared machine).
-    - SEARCH_EXACT_MAX_ROWS: the exact branch has recall 1.0 and costs about what the baseline
-      costs; use it up to where its p95 (a line fitted through the baseline's p95 per role)
-      reaches the HNSW branch's, and at least for every role where HNSW misses the recall
-      target at the default settings.
-    """
-    min_recall, p95_target = targets_for(rows)
-    swept = {label: r["sweep"] for label, r in results.items() if len(r.get("sweep", [])) > 1}
-    candidates = None
-    for sweep in swept.values():
-        good = {(c["ef_search"], c["max_scan_tuples"]) for c in sweep if c["recall"] >= min_recall}
-        candidates = good if candidates is None else candidates & good
-    worst = {
-        config: max(
-            c[metric]
-            for sweep in swept.values()
-            for c in sweep
-            if (c["ef_search"], c["max_scan_tuples"]) == config
-        )
-        for config in candidates or ()
-    }
-    hnsw = None
-    if worst:
-        ef, max_scan = min(worst, key=lambda c: (worst[c], c))
-        hnsw = {"ef_search": ef, "max_scan_tuples": max_scan, "worst_p95_ms": worst[(ef, max_scan)]}
-    readable = np.array([r["search"]["readable_rows"] for r in results.values()], dtype=float)
-    exact_p95 = np.array([r["baseline"][metric] for r in results.values()], dtype=float)
-    slope, intercept = np.polyfit(readable, exact_p95, 1)  # about linear in the subset's size
-    hnsw_fails = [
-        r["search"]["readable_rows"]
-        for label, r in results.items()
-        if label not in swept and r.get("sweep") and r["sweep"][0]["recall"] < min_recall
-    ]
-    crossover = int((hnsw["worst_p95_ms"] - intercept) / slope) if hnsw and slope > 0 else None
-    threshold = max([crossover or 0, *hnsw_fails])
-    return {
-        "metric": metric,
-        "targets": {"recall": min_recall, "p95_ms": p95_target},
-        "hnsw_settings_with_recall_at_every_swept_role": sorted(worst),
-        "hnsw": hnsw,
-        "exact_p95_fit": {
-            "intercept_ms": float(intercept),
-            "ms_per_1000_rows": float(slope * 1000),
-        },
-        "exact_faster_than_hnsw_up_to_rows": crossover,
-        "hnsw_recall_too_low_at_rows": hnsw_fails,
-        "settings": (
-            {
-                "SEARCH_EXACT_MAX_ROWS": threshold,
-                "SEARCH_EF_SEARCH": hnsw["ef_search"],
-                "SEARCH_MAX_SCAN_TUPLES": hnsw["max_scan_tuples"],
-            }
-            if hnsw
-            else None
-        ),
-    }
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -893,6 +776,15 @@ def main() -> None:
         data = load(corpus, maintenance_work_mem=mwm)
         meta = data["meta"]
         log(f"loaded in {meta['load']['total_s']:.0f}s")
+    from ingestion.search_indexes import search_indexes_sync
+
+    t0 = time.perf_counter()
+    synced = search_indexes_sync()
+    own_index_s = time.perf_counter() - t0
+    log(
+        f"per-collection indexes: built {synced.created or 'none'}, kept {synced.kept or 'none'} "
+        f"({own_index_s:.0f}s)"
+    )
     analyze_all()
     load_s = time.perf_counter() - started
 
@@ -907,6 +799,9 @@ def main() -> None:
         "SEARCH_EF_SEARCH": settings.SEARCH_EF_SEARCH,
         "SEARCH_MAX_SCAN_TUPLES": settings.SEARCH_MAX_SCAN_TUPLES,
         "SEARCH_CANDIDATES": settings.SEARCH_CANDIDATES,
+        "SEARCH_OWN_INDEX_MIN_ROWS": settings.SEARCH_OWN_INDEX_MIN_ROWS,
+        "SEARCH_SHARED_INDEX_FRACTION": settings.SEARCH_SHARED_INDEX_FRACTION,
+        "SEARCH_MAX_OWN_INDEX_SCANS": settings.SEARCH_MAX_OWN_INDEX_SCANS,
     }
     labels = [label for label, _ in SELECTIVITIES] + ["100%"]
     users = {label: User.objects.get(username=f"bench-user-{label}") for label in labels}
@@ -943,21 +838,15 @@ def main() -> None:
             users[label], query_sets[label][0][:n_parts], warmup=min(args.warmup, 3)
         )
     log("timed chunk_search's parts")
-    rec = chosen = None
-    confirm: dict = {}
     if not args.no_sweep:
         for label in labels:
             r, user = results[label], users[label]
             queries, kinds = query_sets[label]
-            large = r["search"]["readable_rows"] >= 0.1 * args.rows
-            grid = (
-                [(ef, s) for ef in efs for s in scans]
-                if large
-                else [(defaults["SEARCH_EF_SEARCH"], defaults["SEARCH_MAX_SCAN_TUPLES"])]
-            )
+            if r["search"]["readable_rows"] <= settings.SEARCH_EXACT_MAX_ROWS:
+                continue  # exact plan: the HNSW settings do not apply
             t0 = time.perf_counter()
             r["sweep"] = [
-                hnsw_config(
+                sweep_config(
                     user,
                     queries[:n_sweep],
                     r["truth"],
@@ -966,23 +855,13 @@ def main() -> None:
                     max_scan=max_scan,
                     warmup=min(args.warmup, 5),
                 )
-                for ef, max_scan in grid
+                for ef in efs
+                for max_scan in scans
             ]
-            elapsed = time.perf_counter() - t0
-            log(f"{label:>5}: HNSW sweep, {len(grid)} settings ({elapsed:.0f}s)")
-        rec = recommend(results, rows=args.rows)
-        chosen = rec["settings"]
-        if chosen:
-            merged = {**defaults, **chosen}
-            for label in labels:
-                confirm[label] = confirm_pass(
-                    users[label],
-                    query_sets[label][0],
-                    results[label]["truth"],
-                    settings_=merged,
-                    warmup=args.warmup,
-                )
-            log(f"checked {chosen} with chunk_search")
+            log(
+                f"{label:>5}: sweep of {len(efs) * len(scans)} settings "
+                f"({time.perf_counter() - t0:.0f}s)"
+            )
     unanalysed = unanalysed_pass(users, query_sets, n=n_unanalysed, warmup=min(args.warmup, 3))
     log("measured with the access tables unanalysed")
     stats = corpus.sample_statistics()
@@ -994,9 +873,6 @@ def main() -> None:
         labels=labels,
         defaults=defaults,
         counts=(n_queries, n_parts, n_sweep, n_unanalysed),
-        rec=rec,
-        chosen=chosen,
-        confirm=confirm,
         unanalysed=unanalysed,
         stats=stats,
         times=(load_s, total_s, load_start, os.getloadavg()[0]),
@@ -1018,9 +894,7 @@ def main() -> None:
             "machine": machine_info(),
             "postgres": postgres_info(),
             "results": results,
-            "recommendation": rec,
-            "recommended_settings": chosen,
-            "recommended_check": confirm,
+            "own_indexes": {"created": synced.created, "kept": synced.kept, "build_s": own_index_s},
             "access_tables_unanalysed": unanalysed,
             "time_s": {"load": load_s, "total": total_s},
             "loadavg_1m": {"start": load_start, "end": os.getloadavg()[0]},
@@ -1030,20 +904,7 @@ def main() -> None:
     print(f"JSON: {path.relative_to(path.parents[2])}")
 
 
-def report(
-    *,
-    args,
-    results,
-    labels,
-    defaults,
-    counts,
-    rec,
-    chosen,
-    confirm,
-    unanalysed,
-    stats,
-    times,
-):
+def report(*, args, results, labels, defaults, counts, unanalysed, stats, times):
     n_queries, n_parts, n_sweep, n_unanalysed = counts
     min_recall, p95_target = targets_for(args.rows)
     nan = float("nan")
@@ -1059,13 +920,13 @@ def report(
         "'wait': mean time queued for a CPU behind other work."
     )
     print(f"Settings: {defaults}")
-    headers = ["role", "rows", "branch", "plan", "recall", "p50", "p95", "p99"]
-    headers += ["cpu p50", "cpu p95", "wait", "vec recall", "vec p95", "ok", "ok (cpu)"]
-    print(f"\nchunk_search ({n_queries} queries per role; vec = the vector ranking alone)")
+    headers = ["role", "rows", "plan", "postgres plan", "recall", "min", "p50", "p95", "p99"]
+    headers += ["cpu p50", "cpu p95", "wait", "ok", "ok (cpu)"]
+    print(f"\nchunk_search ({n_queries} queries per role)")
     rows = []
     for label in labels:
         r = results[label]["search"]
-        p, v = r["production"], r["vector_only"]
+        p = r["production"]
         rows.append(
             [
                 label,
@@ -1073,14 +934,13 @@ def report(
                 r["branch"],
                 r["plan"],
                 p["recall"],
+                p["recall_min"],
                 p["p50_ms"],
                 p["p95_ms"],
                 p["p99_ms"],
                 p["cpu_p50_ms"],
                 p["cpu_p95_ms"],
                 p["cpu_wait_mean_ms"],
-                v["recall"],
-                v["p95_ms"],
                 ok(p["recall"], p["p95_ms"]),
                 ok(p["recall"], p["cpu_p95_ms"]),
             ]
@@ -1090,12 +950,12 @@ def report(
         f"\nWhere chunk_search's time goes ({n_parts} queries per role; mean "
         "ms per call, wall / cpu)"
     )
-    parts = ["_candidate_rows", "_vector_ranking", "_text_ranking", "rest", "total"]
+    parts = ["_collection_sizes", "_search_rows", "rest", "total"]
     rows = []
     for label in labels:
         b = results[label]["breakdown"]
         rows.append([label] + [f"{b[p]['wall_ms']:.1f} / {b[p]['cpu_ms']:.1f}" for p in parts])
-    print(table(["role", "candidate count", "vector", "text", "re-fetch + rest", "total"], rows))
+    print(table(["role", "sizes (access)", "search statement", "rest", "total"], rows))
     print(f"\nBaseline: exact filtered search ({n_queries} queries per role)")
     rows = []
     for label in labels:
@@ -1120,10 +980,11 @@ def report(
             rows,
         )
     )
-    if rec:
-        print(f"\nHNSW branch alone ({n_sweep} queries per role and setting)")
+    swept = [label for label in labels if results[label].get("sweep")]
+    if swept:
+        print(f"\nchunk_search by HNSW setting ({n_sweep} queries per role and setting)")
         rows = []
-        for label in labels:
+        for label in swept:
             for c in results[label]["sweep"]:
                 kinds = c["recall_by_query_kind"]
                 rows.append(
@@ -1131,7 +992,6 @@ def report(
                         label,
                         c["ef_search"],
                         c["max_scan_tuples"],
-                        c["plan"],
                         c["recall"],
                         kinds.get("in", nan),
                         kinds.get("any", nan),
@@ -1139,50 +999,17 @@ def report(
                         c["p95_ms"],
                         c["p99_ms"],
                         c["cpu_p95_ms"],
-                        c["short_results"],
                     ]
                 )
-        headers = ["role", "ef_search", "max_scan", "plan", "recall", "in-topic", "any-topic"]
-        print(table([*headers, "p50", "p95", "p99", "cpu p95", "short"], rows))
-        fit = rec["exact_p95_fit"]
-        print(
-            f"Exact branch p95 (CPU) ~ {fit['intercept_ms']:.1f} ms + "
-            f"{fit['ms_per_1000_rows']:.2f} ms per 1000 readable rows; faster than the chosen "
-            f"HNSW setting up to ~{rec['exact_faster_than_hnsw_up_to_rows']} rows; HNSW misses "
-            f"the recall target at {rec['hnsw_recall_too_low_at_rows'] or 'no'} rows."
-        )
-    if chosen:
-        print(f"\nBest settings found: {chosen}; chunk_search with them:")
-        rows = [
-            [
-                label,
-                c["branch"],
-                c["recall"],
-                c["p50_ms"],
-                c["p95_ms"],
-                c["p99_ms"],
-                c["cpu_p95_ms"],
-                ok(c["recall"], c["p95_ms"]),
-                ok(c["recall"], c["cpu_p95_ms"]),
-            ]
-            for label, c in confirm.items()
-        ]
-        print(
-            table(
-                ["role", "branch", "recall", "p50", "p95", "p99", "cpu p95", "ok", "ok (cpu)"], rows
-            )
-        )
-    elif rec:
-        print("\nNo swept HNSW setting reaches the recall target at every role.")
+        headers = ["role", "ef_search", "max_scan", "recall", "in-topic", "any-topic"]
+        print(table([*headers, "p50", "p95", "p99", "cpu p95"], rows))
     if unanalysed:
-        print(
-            f"\nchunk_search, exact branch, access tables never analysed ({n_unanalysed} queries)"
-        )
+        print(f"\nchunk_search, access tables never analysed ({n_unanalysed} queries)")
         rows = [
             [label, m["plan"], m["p50_ms"], m["p95_ms"], m["p99_ms"], m["cpu_p95_ms"]]
             for label, m in unanalysed.items()
         ]
-        print(table(["role", "plan", "p50", "p95", "p99", "cpu p95"], rows))
+        print(table(["role", "postgres plan", "p50", "p95", "p99", "cpu p95"], rows))
     print(
         f"\nData: {stats['n']} random stored rows: mean pair cosine {stats['pair_cos_mean']:.3f} "
         f"(p95 {stats['pair_cos_p95']:.3f}), mean cosine to the nearest other row "

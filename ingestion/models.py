@@ -174,7 +174,6 @@ class Chunk(models.Model):
                 opclasses=["vector_cosine_ops"],
             ),
             GinIndex(name="chunk_search_vector_gin", fields=["search_vector"]),
-            models.Index(name="chunk_collection", fields=["collection"]),
         ]
         constraints = [
             models.UniqueConstraint(fields=["document", "ordinal"], name="chunk_unique_ordinal"),

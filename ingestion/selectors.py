@@ -9,26 +9,24 @@ them: an optional `collection_ids` only narrows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.conf import settings
-from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import connection, transaction
 from django.db.models import (
+    BooleanField,
     Count,
     Exists,
     ExpressionWrapper,
-    F,
-    FloatField,
     OuterRef,
     Q,
     QuerySet,
     Sum,
-    Value,
 )
 from django.utils import timezone
-from pgvector.django import CosineDistance
 
 from accounts.selectors import readable_collection_ids_query
 from ingestion.models import Chunk, Collection, Document
@@ -87,7 +85,7 @@ def document_chunks_for_user(*, user, document_id: int) -> QuerySet[Chunk] | Non
 
 
 def searchable_chunks(*, user, collection_ids: Iterable[int] | None = None) -> QuerySet[Chunk]:
-    """The chunks `user` may retrieve now, as one lazy SQL filter."""
+    """The chunks `user` may retrieve now, as one lazy SQL filter (the document viewer, tests)."""
     readable = readable_collection_ids_query(user=user)
     live = documents_for_user(user=user)
     chunks = Chunk.objects.filter(collection_id__in=readable, document_id__in=live.values("pk"))
@@ -96,50 +94,230 @@ def searchable_chunks(*, user, collection_ids: Iterable[int] | None = None) -> Q
     return chunks
 
 
-def _candidate_rows(*, user, collection_ids: Iterable[int] | None) -> int:
-    # From the documents table (small), not by counting chunk rows.
-    docs = documents_for_user(user=user)
-    if collection_ids is not None:
-        docs = docs.filter(collection_id__in=list(collection_ids))
-    return docs.aggregate(n=Sum("chunk_count"))["n"] or 0
+# --- search -----------------------------------------------------------------------------------
+#
+# chunk_search runs two statements. The first asks the access module which collections the user
+# may read, and how many fresh chunks each holds (from the small documents table). From those
+# sizes it plans the vector search per collection (`SearchPlan`):
+#
+# - exact: collections whose chunks are few enough to compare with the query one by one (recall
+#   1.0; about 1.4 ms per 1,000 chunks here);
+# - own index: a large collection with its own partial HNSW index (`search_indexes`), searched
+#   without a filter, so that its recall is that of an unfiltered search;
+# - shared index: the table-wide HNSW index with an iterative, filtered scan, for the rest of a
+#   large readable set and for users who read most of the table.
+#
+# The second statement does all of it at once: the vector searches, the full-text search and
+# the rows of the winners, each restricted by the readable collection ids *and* by the fresh
+# documents of those collections, in SQL, before any LIMIT. Fusion by reciprocal rank happens
+# in Python over at most 2 x SEARCH_CANDIDATES rows. The plan only decides how to search what
+# is readable, never what is: a missing or dropped partial index costs speed, not access.
 
 
-def _vector_ranking(chunks: QuerySet[Chunk], vector, *, limit: int, exact: bool) -> list:
-    distance = CosineDistance("embedding", vector)
-    if exact:
-        # `distance + 0` cannot be served by the HNSW index, so PostgreSQL scans the (small)
-        # readable subset through the collection index and sorts exactly: recall 1.0.
-        ordered = chunks.annotate(
-            distance=ExpressionWrapper(distance + Value(0.0), output_field=FloatField())
-        ).order_by("distance")
-        return list(ordered.values_list("pk", "distance")[:limit])
-    with transaction.atomic(), connection.cursor() as cursor:
-        # Iterative scans keep walking the graph until `limit` rows pass the access filter
-        # (without them a selective filter returns fewer rows than asked; NOTES.md).
-        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cursor.execute("SET LOCAL hnsw.ef_search = %s", [settings.SEARCH_EF_SEARCH])
-        cursor.execute("SET LOCAL hnsw.max_scan_tuples = %s", [settings.SEARCH_MAX_SCAN_TUPLES])
-        # We chose this branch because the readable subset is large. The planner, costing the
-        # HNSW scan above a scan-and-sort of those rows even at LIMIT 30, would otherwise turn
-        # it into an exact scan (300 ms at 100k rows instead of 30; bench/search.py).
-        cursor.execute("SET LOCAL enable_sort = off")
-        rows = list(
-            chunks.annotate(distance=distance)
-            .order_by("distance")
-            .values_list("pk", "distance")[:limit]
+@dataclass(frozen=True)
+class SearchPlan:
+    rows: int  # fresh chunks the user may read (within the narrowing, if any)
+    exact: tuple[int, ...] = ()
+    own_index: tuple[int, ...] = ()
+    shared_index: tuple[int, ...] = ()
+
+    @property
+    def collections(self) -> tuple[int, ...]:
+        return self.exact + self.own_index + self.shared_index
+
+    @property
+    def label(self) -> str:
+        parts = []
+        if self.exact:
+            parts.append("exact")
+        if self.own_index:
+            parts.append(f"own index x{len(self.own_index)}")
+        if self.shared_index:
+            parts.append("shared index")
+        return " + ".join(parts) or "nothing readable"
+
+
+# The two statements' ORM parts (access subquery, freshness) are compiled once per process with
+# marker values, then bound to the real user and time on each call: compiling them through the
+# ORM on every search cost ~2-3 ms of CPU, a third of the search. The SQL is the ORM's own.
+_MARK_USER = -7_306_114_553
+_MARK_TIME = datetime(1901, 2, 3, 4, 5, 6, 789, tzinfo=UTC)
+
+
+class _MarkerUser:
+    pk = _MARK_USER
+    is_authenticated = True
+    is_active = True
+
+
+@functools.cache
+def _compiled(name: str) -> tuple[str, tuple]:
+    if name == "sizes":
+        readable = ExpressionWrapper(
+            Q(collection_id__in=readable_collection_ids_query(user=_MarkerUser())),
+            output_field=BooleanField(),
         )
-    # relaxed_order may return rows slightly out of order.
-    return sorted(rows, key=lambda row: row[1])
+        query = (
+            Document.objects.filter(_fresh(_MARK_TIME))
+            .values("collection_id")
+            .annotate(n=Sum("chunk_count"), readable=readable)
+            .values_list("collection_id", "n", "readable")
+            .order_by()
+        )
+    else:  # "live": the fresh documents, narrowed to the readable collections by the caller
+        query = Document.objects.filter(_fresh(_MARK_TIME)).values_list("pk", "title").order_by()
+    sql, params = query.query.sql_with_params()
+    markers = sum(1 for p in params if p is _MARK_TIME or p == _MARK_USER)
+    if markers < (3 if name == "sizes" else 2):  # the ORM changed shape: fail loudly
+        raise RuntimeError(f"search statement {name!r}: markers not found in {params!r}")
+    return sql, params
 
 
-def _text_ranking(chunks: QuerySet[Chunk], query: str, *, limit: int) -> list:
-    tsquery = SearchQuery(query, search_type="websearch", config="english")
-    return list(
-        chunks.filter(search_vector=tsquery)
-        .annotate(rank=SearchRank(F("search_vector"), tsquery))
-        .order_by("-rank", "pk")
-        .values_list("pk", "rank")[:limit]
+def _bind(params: tuple, *, user_id: int, now) -> list:
+    return [
+        now if p is _MARK_TIME else user_id if (type(p) is int and p == _MARK_USER) else p
+        for p in params
+    ]
+
+
+def _collection_sizes(*, user, collection_ids: Iterable[int] | None) -> tuple[dict[int, int], int]:
+    """Fresh chunks per readable collection, and fresh chunks in the whole table."""
+    if not (user is not None and getattr(user, "is_authenticated", False) and user.pk):
+        return {}, 0
+    sql, params = _compiled("sizes")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _bind(params, user_id=user.pk, now=timezone.now()))
+        rows = cursor.fetchall()
+    narrowed = None if collection_ids is None else set(collection_ids)
+    sizes: dict[int, int] = {}
+    total = 0
+    for collection_id, n, may_read in rows:
+        total += n or 0
+        if may_read and (narrowed is None or collection_id in narrowed) and n:
+            sizes[collection_id] = sizes.get(collection_id, 0) + n
+    return sizes, total
+
+
+def plan_search(
+    sizes: dict[int, int], *, table_rows: int, indexed: Callable[[], frozenset[int]] | None = None
+) -> SearchPlan:
+    """How to search the readable collections `sizes` ({collection id: fresh chunks}).
+
+    `table_rows`: fresh chunks in the whole table; `indexed`: returns the collections that have
+    a valid index of their own (default: the catalog, `search_indexes`).
+    """
+    rows = sum(sizes.values())
+    everything = tuple(sorted(sizes))
+    if rows <= settings.SEARCH_EXACT_MAX_ROWS:
+        return SearchPlan(rows, exact=everything)
+    if indexed is None:
+        from ingestion.search_indexes import collections_with_own_index as indexed
+    indexed = indexed()
+    own = tuple(sorted(c for c in sizes if c in indexed))
+    reads_most = table_rows > 0 and rows >= settings.SEARCH_SHARED_INDEX_FRACTION * table_rows
+    if reads_most or len(own) > settings.SEARCH_MAX_OWN_INDEX_SCANS:
+        return SearchPlan(rows, shared_index=everything)
+    rest = tuple(sorted(c for c in sizes if c not in indexed))
+    rest_rows = sum(sizes[c] for c in rest)
+    if rest_rows <= settings.SEARCH_EXACT_MAX_ROWS:
+        return SearchPlan(rows, exact=rest, own_index=own)
+    return SearchPlan(rows, own_index=own, shared_index=rest)
+
+
+def _vector_literal(vector) -> str:
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+
+
+def _search_sql(plan: SearchPlan, live_sql: str, *, with_text: bool) -> str:
+    """The statement for `plan`. `live_sql` selects (id, title) of the fresh readable documents.
+
+    Assembled from constant fragments, Django-compiled SQL and integer collection ids; every
+    value (vector, text, ids, limits) travels as a parameter.
+    """
+    scope = "c.collection_id = ANY(%(collections)s) AND c.document_id IN (SELECT id FROM live)"
+    vector_parts = []
+    if plan.exact:
+        # `+ 0`: no index can order by this expression, so every candidate is compared.
+        vector_parts.append(
+            "(SELECT c.id, (c.embedding <=> (SELECT v FROM qv)) + 0 AS distance"
+            " FROM ingestion_chunk c WHERE c.collection_id = ANY(%(exact)s)"
+            " AND c.document_id IN (SELECT id FROM live) ORDER BY 2 LIMIT %(limit)s)"
+        )
+    for collection_id in plan.own_index:
+        # A literal collection id, so that the planner matches the partial index's predicate.
+        vector_parts.append(
+            "(SELECT c.id, c.embedding <=> (SELECT v FROM qv) AS distance"  # noqa: S608
+            f" FROM ingestion_chunk c WHERE c.collection_id = {int(collection_id)}"
+            " AND c.document_id IN (SELECT id FROM live) ORDER BY 2 LIMIT %(limit)s)"
+        )
+    if plan.shared_index:
+        vector_parts.append(
+            "(SELECT c.id, c.embedding <=> (SELECT v FROM qv) AS distance"
+            " FROM ingestion_chunk c WHERE c.collection_id = ANY(%(shared)s)"
+            " AND c.document_id IN (SELECT id FROM live) ORDER BY 2 LIMIT %(limit)s)"
+        )
+    text = (
+        "SELECT c.id, ts_rank(c.search_vector, q.query) AS rank"  # noqa: S608
+        " FROM ingestion_chunk c, websearch_to_tsquery('english', %(text)s) AS q(query)"
+        f" WHERE c.search_vector @@ q.query AND {scope}"
+        " ORDER BY rank DESC, c.id LIMIT %(limit)s"
+        if with_text
+        else "SELECT NULL::bigint AS id, NULL::real AS rank WHERE false"
     )
+    return (
+        # The query vector is parsed once (384 floats as text cost ~0.2 ms each time).
+        "WITH qv AS MATERIALIZED (SELECT %(vector)s::vector AS v),"  # noqa: S608
+        f" live (id, title) AS MATERIALIZED ({live_sql}),"
+        f" vec AS MATERIALIZED (SELECT id, distance FROM ({' UNION ALL '.join(vector_parts)}) v"
+        "  ORDER BY distance LIMIT %(limit)s),"
+        f" txt AS MATERIALIZED ({text})"
+        # The winners' rows, fetched by primary key (and through the same filter once more).
+        " SELECT c.id, c.document_id, live.title, c.collection_id, c.version, c.ordinal,"
+        "  c.heading, c.page, c.text, vec.distance, txt.rank"
+        " FROM (SELECT id FROM vec UNION SELECT id FROM txt) AS hit"
+        " JOIN ingestion_chunk c ON c.id = hit.id JOIN live ON live.id = c.document_id"
+        " LEFT JOIN vec ON vec.id = hit.id LEFT JOIN txt ON txt.id = hit.id"
+        " WHERE c.collection_id = ANY(%(collections)s)"
+    )
+
+
+def _search_rows(plan: SearchPlan, *, query: str, vector, limit: int) -> list[tuple]:
+    collections = list(plan.collections)
+    live_sql, live_params = _compiled("live")
+    live_sql += ' AND "ingestion_document"."collection_id" = ANY(%s)'
+    live_params = [*_bind(live_params, user_id=0, now=timezone.now()), collections]
+    # The live documents' SQL comes with positional parameters; name them for the statement.
+    names = {f"live{i}": value for i, value in enumerate(live_params)}
+    live_sql = live_sql.replace("%%", "%%%%")  # keep literal percent signs literal
+    live_sql = live_sql % tuple(f"%({name})s" for name in names)
+    params = {
+        **names,
+        "collections": collections,
+        "exact": list(plan.exact),
+        "shared": list(plan.shared_index),
+        "vector": _vector_literal(vector),
+        "text": query,
+        "limit": limit,
+    }
+    sql = _search_sql(plan, live_sql, with_text=bool(query))
+    with connection.cursor() as cursor:
+        if not (plan.own_index or plan.shared_index):
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+        with transaction.atomic(using=connection.alias):
+            # Iterative scans keep walking the graph until `limit` rows pass the filters
+            # (NOTES.md, "Filtered search"). enable_sort off: PostgreSQL prices an HNSW scan
+            # above reading a large readable subset and sorting it, even at LIMIT 30, and
+            # would otherwise turn the index searches into exact ones (bench/search.py).
+            cursor.execute(
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+                " set_config('hnsw.ef_search', %s, true),"
+                " set_config('hnsw.max_scan_tuples', %s, true),"
+                " set_config('enable_sort', 'off', true)",
+                [str(settings.SEARCH_EF_SEARCH), str(settings.SEARCH_MAX_SCAN_TUPLES)],
+            )
+            cursor.execute(sql, params)
+            return cursor.fetchall()
 
 
 def chunk_search(
@@ -152,71 +330,53 @@ def chunk_search(
 ) -> list[SearchHit]:
     """The best `k` chunks for `query` among those `user` may read now.
 
-    Vector similarity (cosine; exact over small readable subsets, HNSW with iterative scans
-    over large ones) and PostgreSQL full-text search are fused by reciprocal rank fusion.
-    `vector` may pass a precomputed query embedding.
+    Vector similarity (cosine; see `plan_search`) and PostgreSQL full-text search are fused by
+    reciprocal rank fusion. `vector` may pass a precomputed query embedding; `collection_ids`
+    narrows the search, never widens it.
     """
     query = (query or "").strip()
     k = max(1, min(k, settings.SEARCH_MAX_K))
     if not query:
         return []
-    chunks = searchable_chunks(user=user, collection_ids=collection_ids)
-    candidates = _candidate_rows(user=user, collection_ids=collection_ids)
-    if candidates == 0:
+    sizes, table_rows = _collection_sizes(user=user, collection_ids=collection_ids)
+    if not sizes:
         return []
+    plan = plan_search(sizes, table_rows=table_rows)
     if vector is None:
         from ingestion.embedding import embed_query
 
         vector = embed_query(query)
     limit = max(settings.SEARCH_CANDIDATES, k)
-    exact = candidates <= settings.SEARCH_EXACT_MAX_ROWS
-    vector_rows = _vector_ranking(chunks, vector, limit=limit, exact=exact)
-    text_rows = _text_ranking(chunks, query, limit=limit)
+    rows = _search_rows(plan, query=query, vector=vector, limit=limit)
 
+    by_distance = sorted((r for r in rows if r[9] is not None), key=lambda r: (r[9], r[0]))
+    by_text = sorted((r for r in rows if r[10] is not None), key=lambda r: (-r[10], r[0]))
+    vector_rank = {r[0]: rank for rank, r in enumerate(by_distance, start=1)}
+    text_rank = {r[0]: rank for rank, r in enumerate(by_text, start=1)}
     rrf = settings.SEARCH_RRF_K
     scores: dict[int, float] = {}
-    vector_rank = {pk: rank for rank, (pk, _) in enumerate(vector_rows, start=1)}
-    similarity = {pk: 1.0 - float(d) for pk, d in vector_rows}
-    text_rank = {pk: rank for rank, (pk, _) in enumerate(text_rows, start=1)}
     for ranking in (vector_rank, text_rank):
         for pk, rank in ranking.items():
             scores[pk] = scores.get(pk, 0.0) + 1.0 / (rrf + rank)
+    by_id = {r[0]: r for r in rows}
     best = sorted(scores, key=lambda pk: (-scores[pk], pk))[:k]
-    # Fetched again through the same access filter, never by id alone.
-    rows = {
-        c.pk: c
-        for c in chunks.filter(pk__in=best)
-        .select_related("document")
-        .only(
-            "pk",
-            "document_id",
-            "document__title",
-            "collection_id",
-            "version",
-            "ordinal",
-            "heading",
-            "page",
-            "text",
-        )
-    }
     return [
         SearchHit(
             chunk_id=pk,
-            document_id=rows[pk].document_id,
-            document_title=rows[pk].document.title,
-            collection_id=rows[pk].collection_id,
-            version=rows[pk].version,
-            ordinal=rows[pk].ordinal,
-            heading=rows[pk].heading,
-            page=rows[pk].page,
-            text=rows[pk].text,
+            document_id=by_id[pk][1],
+            document_title=by_id[pk][2],
+            collection_id=by_id[pk][3],
+            version=by_id[pk][4],
+            ordinal=by_id[pk][5],
+            heading=by_id[pk][6],
+            page=by_id[pk][7],
+            text=by_id[pk][8],
             score=scores[pk],
-            similarity=similarity.get(pk),
+            similarity=None if by_id[pk][9] is None else 1.0 - float(by_id[pk][9]),
             vector_rank=vector_rank.get(pk),
             text_rank=text_rank.get(pk),
         )
         for pk in best
-        if pk in rows
     ]
 
 

@@ -37,3 +37,12 @@ def reconcile() -> int:
 @shared_task(acks_late=True)
 def expire_documents() -> int:
     return len(services.documents_expire())
+
+
+@shared_task(acks_late=True, time_limit=settings.CELERY_TASK_TIME_LIMIT)
+def sync_search_indexes() -> dict:
+    """Per-collection HNSW indexes in line with the collections' sizes (search_indexes.py)."""
+    from ingestion.search_indexes import search_indexes_sync
+
+    result = search_indexes_sync()
+    return {"created": result.created, "rebuilt": result.rebuilt, "dropped": result.dropped}

@@ -144,6 +144,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "ingest-reconcile": {"task": "ingestion.tasks.reconcile", "schedule": 60.0},
     "ingest-expire": {"task": "ingestion.tasks.expire_documents", "schedule": 300.0},
+    "ingest-search-indexes": {
+        "task": "ingestion.tasks.sync_search_indexes",
+        "schedule": float(env_int("SEARCH_INDEX_SYNC_SECONDS", 300, minimum=10)),
+    },
 }
 CELERY_TIMEZONE = "UTC"
 # How old the newest worker heartbeat may be before /healthz reports the workers as down.
@@ -217,10 +221,19 @@ INGEST_CHUNK_OVERLAP = env_int("INGEST_CHUNK_OVERLAP", 40, minimum=0, maximum=12
 # A claimed document whose worker has not finished by then is re-queued by the reconciler.
 INGEST_LEASE_SECONDS = env_int("INGEST_LEASE_SECONDS", 900, minimum=5)
 INGEST_MAX_ATTEMPTS = env_int("INGEST_MAX_ATTEMPTS", 3, minimum=1)
-# Search: below this many candidate chunks an exact scan of the readable subset is faster and
-# exact; above it the HNSW index with iterative scans (NOTES.md, "Filtered search").
-SEARCH_EXACT_MAX_ROWS = env_int("SEARCH_EXACT_MAX_ROWS", 20_000, minimum=0)
-SEARCH_EF_SEARCH = env_int("SEARCH_EF_SEARCH", 100, minimum=10, maximum=1000)
+# Search (ingestion/selectors.py, `plan_search`; docs/benchmarks.md for how these were chosen).
+# Up to this many readable chunks the query is compared with each of them (recall 1.0).
+SEARCH_EXACT_MAX_ROWS = env_int("SEARCH_EXACT_MAX_ROWS", 4_000, minimum=0)
+# Collections from this many chunks get their own partial HNSW index (ingestion/search_indexes.py).
+SEARCH_OWN_INDEX_MIN_ROWS = env_int("SEARCH_OWN_INDEX_MIN_ROWS", 4_000, minimum=100)
+SEARCH_OWN_INDEX_CACHE_SECONDS = env_int("SEARCH_OWN_INDEX_CACHE_SECONDS", 10, minimum=0)
+SEARCH_INDEX_BUILD_MEMORY = env_str("SEARCH_INDEX_BUILD_MEMORY", "512MB")
+SEARCH_INDEX_SYNC_SECONDS = env_int("SEARCH_INDEX_SYNC_SECONDS", 300, minimum=10)
+# A user reading at least this share of all chunks, or more than this many indexed collections,
+# searches the table-wide index with a filter instead of one index per collection.
+SEARCH_SHARED_INDEX_FRACTION = env_float("SEARCH_SHARED_INDEX_FRACTION", 0.5)
+SEARCH_MAX_OWN_INDEX_SCANS = env_int("SEARCH_MAX_OWN_INDEX_SCANS", 6, minimum=1)
+SEARCH_EF_SEARCH = env_int("SEARCH_EF_SEARCH", 200, minimum=10, maximum=1000)
 SEARCH_MAX_SCAN_TUPLES = env_int("SEARCH_MAX_SCAN_TUPLES", 50_000, minimum=1000)
 SEARCH_CANDIDATES = env_int("SEARCH_CANDIDATES", 30, minimum=5, maximum=200)
 SEARCH_RRF_K = env_int("SEARCH_RRF_K", 60, minimum=1)
