@@ -191,21 +191,24 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def _relay(self, ask: Ask) -> None:
         client_id = ask.client_id
         buffer: list[str] = []
-        last_flush = time.monotonic()
+        # Tokens go out in batches at most every CHAT_STREAM_FLUSH_MS (NOTES.md: a frame per
+        # token is what saturates the server); the first token, and the first after a pause,
+        # goes out at once: only the time since the last *text* frame counts.
+        last_sent = float("-inf")
         flush_every = settings.CHAT_STREAM_FLUSH_MS / 1000
 
         async def flush() -> None:
-            nonlocal last_flush
+            nonlocal last_sent
             if buffer:
                 await self.send_json({"type": "delta", "id": client_id, "text": "".join(buffer)})
                 buffer.clear()
-            last_flush = time.monotonic()
+                last_sent = time.monotonic()
 
         try:
             async for event in chat_answer(ask):
                 if event["type"] == "token":
                     buffer.append(event["text"])
-                    if time.monotonic() - last_flush >= flush_every:
+                    if time.monotonic() - last_sent >= flush_every:
                         await flush()
                     continue
                 await flush()

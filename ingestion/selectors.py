@@ -84,6 +84,39 @@ def document_chunks_for_user(*, user, document_id: int) -> QuerySet[Chunk] | Non
     return searchable_chunks(user=user).filter(document_id=document_id).order_by("ordinal")
 
 
+def overlap_length(previous: str, current: str, *, window: int = 4000, least: int = 12) -> int:
+    """How many leading characters of `current` repeat the end of `previous` (0 if fewer than
+    `least`): consecutive chunks of a section overlap by design (chunking.py), and a reader
+    should not read that text twice."""
+    tail = previous[-window:]
+    probe = current[:least]
+    if len(probe) < least:
+        return 0
+    start = tail.find(probe)
+    while start != -1:  # the earliest match is the longest overlap
+        if current.startswith(tail[start:]):
+            return len(tail) - start
+        start = tail.find(probe, start + 1)
+    return 0
+
+
+def document_passages_for_user(*, user, document_id: int) -> list[tuple[Chunk, str]] | None:
+    """A readable document's chunks in order, each with the text to show (the part that
+    repeats the previous chunk of the same section removed), or None: not found."""
+    chunks = document_chunks_for_user(user=user, document_id=document_id)
+    if chunks is None:
+        return None
+    passages: list[tuple[Chunk, str]] = []
+    previous = None
+    for chunk in chunks:
+        text = chunk.text
+        if previous is not None and previous.heading == chunk.heading:
+            text = text[overlap_length(previous.text, text) :].lstrip()
+        passages.append((chunk, text))
+        previous = chunk
+    return passages
+
+
 def searchable_chunks(*, user, collection_ids: Iterable[int] | None = None) -> QuerySet[Chunk]:
     """The chunks `user` may retrieve now, as one lazy SQL filter (the document viewer, tests)."""
     readable = readable_collection_ids_query(user=user)

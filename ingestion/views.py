@@ -211,9 +211,13 @@ def document_view(request: HttpRequest, pk: int) -> HttpResponse:
     Missing, expired, superseded and forbidden documents are the same 404.
     """
     document = selectors.document_get_for_user(user=request.user, document_id=pk)
-    chunks = selectors.document_chunks_for_user(user=request.user, document_id=pk)
-    if document is None or chunks is None:
+    passages = selectors.document_passages_for_user(user=request.user, document_id=pk)
+    if document is None or passages is None:
         raise Http404("No such document.")
+    chunks = []
+    for chunk, shown in passages:
+        chunk.shown_text = shown
+        chunks.append(chunk)
     return render(request, "ingestion/document_view.html", {"document": document, "chunks": chunks})
 
 

@@ -209,3 +209,26 @@ def test_extracted_pdf_chunks_cite_pages_and_headings(tokenizer):
         (3, "Expenses"),
     ]
     assert chunks[2].embedding_text.startswith("Travel Policy 2024 — Travel policy > Hotels\n")
+
+
+def test_the_document_viewer_shows_each_overlap_once(tokenizer):
+    """Consecutive chunks overlap by design; the viewer strips the repeated part, so the shown
+    passages read as the original text, each sentence once."""
+    from ingestion.selectors import overlap_length
+
+    text = long_text(seed=7)
+    chunks = chunk_sections(
+        [Section(text=text, heading="Policy", page=1)],
+        title="Handbook",
+        tokenizer=tokenizer,
+        max_tokens=60,
+        overlap_tokens=20,
+    )
+    assert len(chunks) > 3
+    overlaps = [overlap_length(a.text, b.text) for a, b in itertools.pairwise(chunks)]
+    assert sum(n > 0 for n in overlaps) >= 3  # the splitter did overlap them
+    shown = [chunks[0].text] + [
+        b.text[n:].lstrip() for (a, b), n in zip(itertools.pairwise(chunks), overlaps, strict=True)
+    ]
+    assert " ".join(" ".join(shown).split()) == " ".join(text.split())
+    assert overlap_length("completely different text here", "nothing in common at all") == 0

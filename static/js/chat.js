@@ -45,6 +45,31 @@
     thread.append(li);
   }
 
+  // The same thumbs-up/down form the page renders for earlier answers, for a live one.
+  function addFeedback(node, messageId) {
+    if (!messageId || node.querySelector("form.feedback")) return;
+    const f = document.createElement("form");
+    f.method = "post";
+    f.className = "feedback";
+    f.action = root.dataset.feedbackUrl.replace("/0/", "/" + encodeURIComponent(messageId) + "/");
+    for (const [value, label, text] of [["up", "Helpful", "👍"], ["down", "Not helpful", "👎"]]) {
+      const b = document.createElement("button");
+      b.type = "submit";
+      b.name = "rating";
+      b.value = value;
+      b.setAttribute("aria-label", label);
+      b.textContent = text;
+      f.append(b);
+    }
+    const comment = document.createElement("input");
+    comment.name = "comment";
+    comment.placeholder = "Comment (optional)";
+    comment.setAttribute("aria-label", "Comment");
+    comment.maxLength = 2000;
+    f.append(comment);
+    node.append(f);
+  }
+
   function addCitations(node, citations) {
     const list = node.querySelector(".citations");
     list.textContent = "";
@@ -109,6 +134,7 @@
       node.querySelector(".answer").innerHTML = msg.html; // sanitised on the server (nh3)
       addCitations(node, msg.citations || []);
       node.dataset.message = msg.message;
+      addFeedback(node, msg.message);
       rememberConversation(msg.conversation, msg.conversation_title);
       finish();
       scrollDown();

@@ -8,6 +8,7 @@ from pathlib import Path
 from django.core.management import call_command
 from playwright.sync_api import Page, expect
 
+from assistant.models import Feedback
 from ingestion import services
 from ingestion.models import Document
 
@@ -58,6 +59,16 @@ def test_employee_gets_a_streamed_cited_answer_a_colleague_gets_no_trace(
     expect(page).to_have_url(live_asgi.url + "/" + "chat/" + page.url.rsplit("/chat/", 1)[1])
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "chat.png"), full_page=True)
+
+    # Feedback on the answer that just streamed in, without a reload, stored for that message.
+    answer.get_by_label("Comment").fill("exactly what I needed")
+    answer.get_by_role("button", name="Helpful", exact=True).click()
+    expect(answer.get_by_role("button", name="Helpful", exact=True)).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    message_id = int(answer.get_attribute("data-message"))
+    feedback = Feedback.objects.get(message_id=message_id)
+    assert (feedback.rating, feedback.comment) == (1, "exactly what I needed")
 
     # The citation opens the cited document at the cited passage.
     citation.click()
