@@ -25,7 +25,7 @@ from django.utils import timezone
 from accounts.capabilities import Capability
 from accounts.models import User
 from accounts.selectors import (
-    access_profile_for_user,
+    profile_key,
     user_has_capability,
     user_readable_collection_ids,
 )
@@ -83,11 +83,12 @@ def _load_context(ask: Ask) -> _Context:
             .order_by("-created_at", "-id")
             .values_list("content", flat=True)[: settings.CHAT_HISTORY_TURNS]
         )[::-1]
+    readable = user_readable_collection_ids(user=user)
     return _Context(
         user=user,
         roles=sorted(user.groups.values_list("name", flat=True)),
-        readable=sorted(user_readable_collection_ids(user=user)),
-        profile_key=access_profile_for_user(user=user).key,
+        readable=sorted(readable),
+        profile_key=profile_key(readable),
         conversation=conversation,
         previous_questions=previous,
     )

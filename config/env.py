@@ -50,6 +50,11 @@ if os.environ.get("COUNSEL_DOTENV", "1") not in _FALSE:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# torch's OpenMP threads sleep instead of spinning while they wait for work. Spinning threads
+# fight every other process for the cores: on a busy 2-core machine one query embedding took
+# 750 ms instead of 29 ms (bench: docs/benchmarks.md, "Server-added latency"). Read when torch
+# loads, so it must be set before any import of torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _raw(name: str, default: object) -> str | object:
