@@ -58,6 +58,7 @@ CHAIN_FIELDS = (
 OPTIONAL_FIELDS: tuple[str, ...] = ()
 
 _COST = Decimal("0.00000001")
+_JSON_FIELDS = ("roles", "readable_collections", "retrieved", "used_chunks", "checkpoint")
 
 
 def _normal(value):
@@ -68,8 +69,12 @@ def _normal(value):
     return value
 
 
-def canonical(fields: Mapping) -> bytes:
-    """The canonical JSON of an entry's content (the CHAIN_FIELDS of `fields`)."""
+def canonical(fields: Mapping, *, from_db: bool = False) -> bytes:
+    """The canonical JSON of an entry's content (the CHAIN_FIELDS of `fields`).
+
+    `from_db`: the JSON fields were just decoded from jsonb, so their round trip is skipped
+    (the verifier's hot loop).
+    """
     content = {name: _normal(fields.get(name)) for name in CHAIN_FIELDS}
     for name in OPTIONAL_FIELDS:
         if fields.get(name) not in (None, "", [], {}):
@@ -78,10 +83,12 @@ def canonical(fields: Mapping) -> bytes:
     content["cost_estimate"] = str(Decimal(str(content["cost_estimate"] or 0)).quantize(_COST))
     # JSON fields go through a JSON round trip first, as they do through jsonb: tuples become
     # lists, and what is stored is what gets hashed.
-    for name in ("roles", "readable_collections", "retrieved", "used_chunks", "checkpoint"):
-        content[name] = json.loads(json.dumps(content[name]))
+    if not from_db:
+        for name in _JSON_FIELDS:
+            content[name] = json.loads(json.dumps(content[name]))
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def entry_hash(prev_hash: str, fields: Mapping) -> str:
-    return hashlib.sha256(prev_hash.encode() + b"\n" + canonical(fields)).hexdigest()
+def entry_hash(prev_hash: str, fields: Mapping, *, from_db: bool = False) -> str:
+    content = canonical(fields, from_db=from_db)
+    return hashlib.sha256(prev_hash.encode() + b"\n" + content).hexdigest()

@@ -15,22 +15,26 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 PALETTE = ("#2563eb", "#059669", "#d97706", "#dc2626", "#7c3aed", "#0891b2", "#db2777", "#65a30d")
-W, H = 680, 240
-LEFT, RIGHT, TOP, BOTTOM = 48, 12, 14, 28
+W, H = 460, 220
+LEFT, RIGHT, TOP, BOTTOM = 40, 8, 16, 26
 _ids = itertools.count(1)
 
 
 def _nice_max(value: float) -> float:
+    """The axis top: four ticks of a round step (1, 2, 2.5 or 5 times a power of ten)."""
     if value <= 0:
-        return 1
-    exp = 10 ** math.floor(math.log10(value))
+        return 4
+    raw = value / 4
+    exp = 10 ** math.floor(math.log10(raw))
     for step in (1, 2, 2.5, 5, 10):
-        if value <= step * exp:
-            return step * exp
-    return 10 * exp
+        if raw <= step * exp:
+            return 4 * step * exp
+    return 40 * exp  # not reached
 
 
-def _fmt(value: float) -> str:
+def _fmt(value: float, digits: int | None = None) -> str:
+    if digits is not None:
+        return f"{value:,.{digits}f}"
     return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:,.1f}"
 
 
@@ -76,7 +80,11 @@ def _axes(top: float, days: list[dt.date], unit: str) -> list[str]:
 
 
 def stacked_bars(
-    title: str, days: list[dt.date], series: dict[str, dict[dt.date, float]], unit: str = ""
+    title: str,
+    days: list[dt.date],
+    series: dict[str, dict[dt.date, float]],
+    unit: str = "",
+    colors: dict[str, str] | None = None,
 ) -> SafeString:
     """Bars per day, stacked by series (roles, routes)."""
     totals = [sum(s.get(d, 0) for s in series.values()) for d in days]
@@ -85,7 +93,7 @@ def stacked_bars(
     slot = (W - LEFT - RIGHT) / max(len(days), 1)
     body = _axes(top, days, unit)
     legend = []
-    colors = dict(zip(series, itertools.cycle(PALETTE), strict=False))
+    colors = dict(zip(series, itertools.cycle(PALETTE), strict=False)) | (colors or {})
     base = [0.0] * len(days)
     for name, values in series.items():
         legend.append((name, colors[name]))
@@ -144,26 +152,29 @@ def lines(
     return _frame(title, f"{summary or 'Nothing recorded'}.", body, legend)
 
 
-def hbars(title: str, items: list[tuple[str, float]], unit: str = "") -> SafeString:
+def hbars(
+    title: str, items: list[tuple[str, float]], unit: str = "", digits: int | None = None
+) -> SafeString:
     """Horizontal bars, one per labelled item (usage per role and route)."""
     row_h = 26
     height = TOP + row_h * max(len(items), 1) + 10
     top = _nice_max(max((v for _, v in items), default=0))
-    label_w = 200
+    label_w = 170
     body = []
     for i, ((label, value), color) in enumerate(zip(items, itertools.cycle(PALETTE), strict=False)):
         y = TOP + row_h * i
-        w = (W - label_w - 90) * value / top
+        w = (W - label_w - 100) * value / top
         body.append(
             f'<text x="{label_w - 8}" y="{y + 16}" text-anchor="end" class="tick">'
             f"{escape(label)}</text>"
             f'<rect x="{label_w}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" fill="{color}">'
-            f"<title>{escape(label)}: {escape(_fmt(value))} {escape(unit)}</title></rect>"
+            f"<title>{escape(label)}: {escape(_fmt(value, digits))} {escape(unit)}</title></rect>"
             f'<text x="{label_w + w + 6:.1f}" y="{y + 16}" class="tick">'
-            f"{escape(_fmt(value))} {escape(unit)}</text>"
+            f"{escape(_fmt(value, digits))} {escape(unit)}</text>"
         )
     n = next(_ids)
-    desc = "; ".join(f"{label}: {_fmt(value)} {unit}" for label, value in items) or "Nothing."
+    desc = "; ".join(f"{label}: {_fmt(value, digits)} {unit}" for label, value in items)
+    desc = desc or "Nothing recorded."
     svg = (
         f'<svg class="chart" viewBox="0 0 {W} {height}" role="img" '
         f'aria-labelledby="chart{n}-title chart{n}-desc">'

@@ -233,3 +233,36 @@ class QueryLogExport(models.Model):
         if self.state == self.State.DONE:
             return 100
         return int(100 * self.written / self.total) if self.total else 0
+
+
+class QueryLogVerification(models.Model):
+    """One run of the chain verifier (daily from beat, or asked for by an officer)."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    requested_by_username = models.CharField(max_length=150)  # "system" for the daily run
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    intact = models.BooleanField(null=True)
+    checked = models.PositiveBigIntegerField(default=0)
+    first_bad_id = models.PositiveBigIntegerField(null=True)
+    reason = models.TextField(blank=True)
+    tip_id = models.PositiveBigIntegerField(null=True)
+    tip_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"verification {self.pk} ({self.state})"
+
+    @property
+    def seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.created_at).total_seconds()

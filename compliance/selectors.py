@@ -241,7 +241,7 @@ def querylog_verify(*, batch_size: int = 2000) -> VerifyResult:
                 row["id"],
                 "it does not link to the entry before it: an entry was removed or inserted",
             )
-        if chain.entry_hash(row["prev_hash"], row) != row["entry_hash"]:
+        if chain.entry_hash(row["prev_hash"], row, from_db=True) != row["entry_hash"]:
             return VerifyResult(
                 False, checked, row["id"], "its content does not match its hash: it was altered"
             )
@@ -400,3 +400,9 @@ def querylog_checkpoints(*, limit: int = 20) -> list[QueryLogEntry]:
     return list(
         QueryLogEntry.objects.filter(kind=QueryLogEntry.Kind.CHECKPOINT).order_by("-id")[:limit]
     )
+
+
+def querylog_verifications(*, limit: int = 10) -> list:
+    from compliance.models import QueryLogVerification
+
+    return list(QueryLogVerification.objects.order_by("-id")[:limit])

@@ -32,6 +32,7 @@ from compliance.models import (
     QueryLogEntry,
     QueryLogExport,
     QueryLogReview,
+    QueryLogVerification,
 )
 
 logger = logging.getLogger(__name__)
@@ -350,6 +351,62 @@ def querylog_export_run(*, export_id: int, task_id: str = "") -> str:
 def querylog_export_downloaded(*, officer, export: QueryLogExport, what: str) -> None:
     _require_officer(officer)
     audit_record(actor=officer, action=f"querylog.export_{what}", target=export, details={})
+
+
+# --- verification -----------------------------------------------------------------------------
+
+
+def querylog_verification_request(*, officer=None) -> QueryLogVerification:
+    """Queue a full verification of the chain (an officer's "Verify now", or the daily run).
+
+    A verification already queued or running is returned instead of starting a second one.
+    """
+    from compliance.tasks import verify_chain
+
+    if officer is not None:
+        _require_officer(officer)
+    pending = QueryLogVerification.objects.filter(
+        state__in=[QueryLogVerification.State.QUEUED, QueryLogVerification.State.RUNNING]
+    ).first()
+    if pending is not None:
+        return pending
+    verification = QueryLogVerification.objects.create(
+        requested_by_username=officer.get_username() if officer else "system"
+    )
+    transaction.on_commit(lambda: verify_chain.delay(verification.pk))
+    return verification
+
+
+def querylog_verification_run(*, verification_id: int) -> str:
+    """Run a queued verification and store its verdict (a broken chain is logged as an error)."""
+    from compliance.selectors import querylog_verify
+
+    claimed = QueryLogVerification.objects.filter(
+        pk=verification_id, state=QueryLogVerification.State.QUEUED
+    ).update(state=QueryLogVerification.State.RUNNING, created_at=timezone.now())
+    if not claimed:
+        return "skipped"
+    try:
+        result = querylog_verify()
+    except Exception:
+        logger.exception("query-log verification failed")
+        QueryLogVerification.objects.filter(pk=verification_id).update(
+            state=QueryLogVerification.State.FAILED, finished_at=timezone.now()
+        )
+        return "failed"
+    if not result.intact:
+        logger.error("query-log chain broken: %s", result.message())
+    QueryLogVerification.objects.filter(pk=verification_id).update(
+        state=QueryLogVerification.State.DONE,
+        intact=result.intact,
+        checked=result.checked,
+        first_bad_id=result.first_bad_id,
+        reason=result.reason,
+        tip_id=result.tip_id,
+        tip_hash=result.tip_hash,
+        finished_at=timezone.now(),
+    )
+    return "intact" if result.intact else "broken"
 
 
 # --- retention --------------------------------------------------------------------------------

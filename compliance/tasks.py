@@ -22,3 +22,13 @@ def export_querylog(self, export_id: int) -> str:
 @shared_task(acks_late=True)
 def apply_retention() -> int:
     return services.querylog_purge().removed
+
+
+@shared_task(acks_late=True)
+def verify_chain(verification_id: int) -> str:
+    return services.querylog_verification_run(verification_id=verification_id)
+
+
+@shared_task(acks_late=True)
+def verify_daily() -> int:
+    return services.querylog_verification_request().pk

@@ -16,5 +16,6 @@ urlpatterns = [
     path("compliance/exports/<str:token>/download/", views.export_download, name="export_download"),
     path("compliance/exports/<str:token>/manifest/", views.export_manifest, name="export_manifest"),
     path("compliance/integrity/", views.integrity, name="integrity"),
+    path("compliance/integrity/verify/", views.integrity_verify, name="integrity_verify"),
     path("compliance/dashboard/", views.dashboard, name="dashboard"),
 ]

@@ -224,16 +224,28 @@ def export_manifest(request: HttpRequest, token: str) -> FileResponse:
 
 @officers_only
 def integrity(request: HttpRequest) -> HttpResponse:
-    result = selectors.querylog_verify()
+    """The latest verifications of the chain (a full walk takes seconds per 100k entries, so it
+    runs on the worker: daily, and when an officer asks)."""
+    verifications = selectors.querylog_verifications()
     return render(
         request,
         "compliance/integrity.html",
         {
-            "result": result,
+            "verifications": verifications,
+            "latest": next((v for v in verifications if v.state == "done"), None),
+            "pending": next((v for v in verifications if v.state in ("queued", "running")), None),
             "retention_days": settings.QUERYLOG_RETENTION_DAYS,
             "checkpoints": selectors.querylog_checkpoints(),
         },
     )
+
+
+@officers_only
+@require_POST
+def integrity_verify(request: HttpRequest) -> HttpResponse:
+    services.querylog_verification_request(officer=request.user)
+    messages.success(request, "Verification started; this page shows the verdict when it is done.")
+    return redirect(reverse("compliance:integrity"))
 
 
 @officers_only
@@ -266,10 +278,16 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                     "Questions per day, by role", data.days, data.per_role_day, "questions"
                 ),
                 "routes": charts.stacked_bars(
-                    "Route mix per day: retrieval and adapter", data.days, data.per_route_day
+                    "Route mix per day: retrieval and adapter",
+                    data.days,
+                    data.per_route_day,
+                    colors={"rag": "#2563eb", "adapter": "#7c3aed"},
                 ),
                 "outcomes": charts.stacked_bars(
-                    "Refusals, errors and stopped answers per day", data.days, data.outcomes_day
+                    "Refusals, errors and stopped answers per day",
+                    data.days,
+                    data.outcomes_day,
+                    colors={"refused": "#d97706", "error": "#dc2626", "stopped": "#6b7280"},
                 ),
                 "latency": charts.lines(
                     "Median latency per day (answered questions)",
@@ -278,12 +296,15 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                     "ms",
                 ),
                 "feedback": charts.stacked_bars(
-                    "Thumbs up and down per day", data.days, data.feedback_day
+                    "Thumbs up and down per day",
+                    data.days,
+                    data.feedback_day,
+                    colors={"helpful": "#059669", "not helpful": "#dc2626"},
                 ),
                 "tokens": charts.hbars(
                     "Tokens (prompt + completion) per role and route", usage_tokens, "tokens"
                 ),
-                "cost": charts.hbars("Estimated cost per role and route", usage_cost),
+                "cost": charts.hbars("Estimated cost per role and route", usage_cost, digits=4),
             },
         },
     )

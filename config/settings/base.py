@@ -145,6 +145,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "ingest-reconcile": {"task": "ingestion.tasks.reconcile", "schedule": 60.0},
     "ingest-expire": {"task": "ingestion.tasks.expire_documents", "schedule": 300.0},
     "querylog-retention": {"task": "compliance.tasks.apply_retention", "schedule": 86400.0},
+    "querylog-verify": {"task": "compliance.tasks.verify_daily", "schedule": 86400.0},
 }
 CELERY_TIMEZONE = "UTC"
 # How old the newest worker heartbeat may be before /healthz reports the workers as down.
