@@ -66,7 +66,7 @@ def _axes(top: float, days: list[dt.date], unit: str) -> list[str]:
             f"{escape(_fmt(value))}</text>"
         )
     if unit:
-        body.append(f'<text x="4" y="{TOP - 2}" class="tick">{escape(unit)}</text>')
+        body.append(f'<text x="{LEFT + 4}" y="{TOP - 5}" class="tick">{escape(unit)}</text>')
     step = max(1, math.ceil(len(days) / 10))
     slot = (W - LEFT - RIGHT) / max(len(days), 1)
     for i, day in enumerate(days):
