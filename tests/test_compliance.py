@@ -535,3 +535,27 @@ def test_dashboard_aggregates_and_draws_accessible_charts(cast):
     page = as_user(cast["officer"]).get(reverse("compliance:dashboard")).content.decode()
     assert page.count('<svg class="chart"') == 7
     assert 'role="img"' in page and "<title" in page and "Questions per day, by role" in page
+
+
+# --- demo history -------------------------------------------------------------------------------
+
+
+def test_the_demo_company_gets_a_chained_idempotent_history(db):
+    call_command("load_demo", stdout=io.StringIO())
+    count = QueryLogEntry.objects.count()
+    call_command("load_demo", stdout=io.StringIO())
+    assert QueryLogEntry.objects.count() == count > 100
+    assert querylog_verify().intact
+    entries = QueryLogEntry.objects.all()
+    span = (
+        entries.order_by("-created_at")[0].created_at - entries.order_by("created_at")[0].created_at
+    )
+    assert span > dt.timedelta(days=14)
+    assert set(entries.values_list("outcome", flat=True)) >= {"answered", "refused", "error"}
+    assert set(entries.values_list("route", flat=True)) == {"rag", "adapter"}
+    # Refusals come from people who may not read the collection; answers carry their passage.
+    answered = entries.filter(outcome="answered", route="rag").first()
+    assert answered.used_chunks[0]["text"] and answered.used_chunks[0]["document_title"]
+    assert set(entries.filter(outcome="refused").values_list("username", flat=True)) <= {
+        "erin", "eli", "sam", "fiona", "max", "nora"
+    }  # fmt: skip
