@@ -132,7 +132,8 @@ def _reviewer(user, obj) -> bool:
 
 
 # One rule per model label. Documents, chunks and citations are readable through their
-# collection; a conversation only by its owner; a query-log entry only by a compliance officer.
+# collection; a conversation only by its owner; a query-log entry, and an export of the log, only
+# by a compliance officer (who reads the chunk texts an entry used through the entry alone).
 # The apps that define these models refine their rules here (freshness of documents, say),
 # never in their own views. Objects of any other kind are refused.
 _RULES: dict[str, Callable[[User, object], bool]] = {
@@ -142,6 +143,7 @@ _RULES: dict[str, Callable[[User, object], bool]] = {
     "assistant.citation": _by_collection,
     "assistant.conversation": _own,
     "compliance.querylogentry": _reviewer,
+    "compliance.querylogexport": _reviewer,
 }
 
 

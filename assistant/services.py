@@ -34,6 +34,7 @@ from assistant.models import Citation, Conversation, Message
 from assistant.prompts import Source, build_prompt, condense_question, referenced_numbers
 from assistant.rendering import answer_html
 from compliance.models import QueryLogEntry
+from compliance.services import querylog_append
 from ingestion.selectors import SearchHit, chunk_search
 
 logger = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ def _record(
             )
             for n, hit in enumerate(used, start=1)
         )
-        entry = QueryLogEntry.objects.create(
+        entry = querylog_append(
             user=ctx.user,
             username=ctx.user.get_username(),
             roles=ctx.roles,

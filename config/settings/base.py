@@ -148,6 +148,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "ingestion.tasks.sync_search_indexes",
         "schedule": float(env_int("SEARCH_INDEX_SYNC_SECONDS", 300, minimum=10)),
     },
+    "querylog-retention": {"task": "compliance.tasks.apply_retention", "schedule": 86400.0},
+    "querylog-verify": {"task": "compliance.tasks.verify_daily", "schedule": 86400.0},
 }
 CELERY_TIMEZONE = "UTC"
 # How old the newest worker heartbeat may be before /healthz reports the workers as down.
@@ -253,6 +255,16 @@ CHAT_HISTORY_TURNS = env_int("CHAT_HISTORY_TURNS", 3, minimum=0)
 CHAT_STREAM_FLUSH_MS = env_int("CHAT_STREAM_FLUSH_MS", 50, minimum=10)
 # At most one running answer per user; the lock expires by itself after this long.
 CHAT_ANSWER_LOCK_SECONDS = env_int("CHAT_ANSWER_LOCK_SECONDS", 180, minimum=10)
+
+# --- compliance -------------------------------------------------------------------------------
+# Query-log entries older than this many days are removed daily through the privileged purge
+# path, leaving a checkpoint entry (docs/compliance.md). 0 keeps everything.
+QUERYLOG_RETENTION_DAYS = env_int("QUERYLOG_RETENTION_DAYS", 730, minimum=0)
+# Exports are written under MEDIA_ROOT/<this>/<random>/; serve MEDIA_ROOT to nobody directly.
+QUERYLOG_EXPORT_DIR = "compliance-exports"
+QUERYLOG_EXPORT_PROGRESS_EVERY = 500  # rows between progress updates of an export
+QUERYLOG_PAGE_SIZE = env_int("QUERYLOG_PAGE_SIZE", 50, minimum=10, maximum=500)
+QUERYLOG_NOTE_MAX_CHARS = 4000
 
 # --- demo -------------------------------------------------------------------------------------
 # Password of the demo accounts that `manage.py load_demo` creates (demo and development only).

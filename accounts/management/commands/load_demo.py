@@ -17,6 +17,7 @@ from django.db import transaction
 from accounts import services
 from accounts.capabilities import ADMINISTRATOR, COMPLIANCE_OFFICER, Capability
 from accounts.models import User
+from compliance.demo import demo_history_load
 from ingestion.models import Collection
 from ingestion.services import collection_create
 
@@ -143,10 +144,12 @@ class Command(BaseCommand):
             )
             created_users += 1
         created_documents = self.load_documents(collections) if self.with_documents else 0
+        # Three weeks of query-log history for the compliance pages (only into an empty log).
+        history = demo_history_load() if self.with_documents else 0
         self.stdout.write(
             f"demo data: Lumen Mobility — {len(collections)} collections, "
-            f"{created_roles} roles, {created_users} users and {created_documents} documents "
-            "created (documents are indexed by the worker)"
+            f"{created_roles} roles, {created_users} users, {created_documents} documents and "
+            f"{history} query-log entries created (documents are indexed by the worker)"
         )
 
     def load_documents(self, collections: dict[str, Collection]) -> int:
