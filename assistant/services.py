@@ -35,6 +35,7 @@ from assistant.prompts import Source, build_prompt, condense_question, reference
 from assistant.rendering import answer_html
 from compliance.models import QueryLogEntry
 from compliance.services import querylog_append
+from ingestion.embedding import embed_query
 from ingestion.selectors import SearchHit, chunk_search
 
 logger = logging.getLogger(__name__)
@@ -242,9 +243,13 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
             "message": f"Questions are limited to {settings.CHAT_MAX_MESSAGE_CHARS} characters.",
         }
         return
+    # The question's embedding is computed while the context loads (a model call and a few
+    # queries, independent of each other); a follow-up that gets condensed is embedded again.
+    embedding = asyncio.ensure_future(asyncio.to_thread(embed_query, question))
     try:
         ctx = await sync_to_async(_load_context)(ask)
     except ChatRefused as exc:
+        embedding.cancel()
         yield {"type": "error", "message": str(exc)}
         return
     standalone = condense_question(question, ctx.previous_questions)
@@ -255,8 +260,11 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
     prompt_tokens = 0
     model_name = ""
     try:
+        vector = await embedding
+        if standalone != question:
+            vector = await asyncio.to_thread(embed_query, standalone)
         retrieved = await sync_to_async(chunk_search)(
-            user=ctx.user, query=standalone, k=settings.CHAT_MAX_SOURCES * 2
+            user=ctx.user, query=standalone, k=settings.CHAT_MAX_SOURCES * 2, vector=vector
         )
     except Exception:
         # Still one log entry for this question, and a plain message for the user.

@@ -359,6 +359,13 @@ def load(corpus: Corpus, *, maintenance_work_mem: str) -> dict:
     with psycopg.connect(psycopg_dsn(), autocommit=True) as conn:
         register_vector(conn)
         conn.execute("DROP INDEX IF EXISTS chunk_embedding_hnsw")
+        # Per-collection indexes of an earlier run (ingestion/search_indexes.py) would be
+        # maintained row by row during the COPY; they are rebuilt after the load.
+        for (name,) in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'ingestion_chunk'"
+            " AND indexname LIKE 'chunk_hnsw_c%'"
+        ).fetchall():
+            conn.execute(f'DROP INDEX IF EXISTS "{name}"')
         position = 0
         with (
             conn.cursor() as cursor,
