@@ -96,16 +96,48 @@ async def baseline_ttft(questions: list[str], runs: int) -> list[float]:
     return times
 
 
+def _schedstat_ns(path: str) -> int:
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        return 0
+
+
+def backend_pids() -> list[int]:
+    """The PostgreSQL backends serving the benchmark database (the server's connections)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [DB_NAME],
+        )
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+def cpu_ns(pids: list[int]) -> int:
+    """CPU time used so far by every thread of this process (client, server, model threads)
+    and by the given PostgreSQL backends: /proc/.../schedstat, in nanoseconds."""
+    total = sum(
+        _schedstat_ns(f"/proc/self/task/{tid}/schedstat") for tid in os.listdir("/proc/self/task")
+    )
+    return total + sum(_schedstat_ns(f"/proc/{pid}/schedstat") for pid in pids)
+
+
 async def websocket_ttft(url: str, cookie: str, questions: list[str], runs: int) -> dict:
     import websockets
+    from asgiref.sync import sync_to_async
 
-    first_token, total, outcomes = [], [], {}
+    first_token, total, outcomes, cpu = [], [], {}, []
     async with websockets.connect(
         url, additional_headers={"Cookie": cookie, "Origin": "http://localhost"}
     ) as ws:
         assert json.loads(await ws.recv())["type"] == "hello"
         for n in range(runs):
             qid = f"b{n}"
+            pids = await sync_to_async(backend_pids)()
+            cpu_start = cpu_ns(pids)
             started = time.perf_counter()
             await ws.send(
                 json.dumps({"type": "ask", "id": qid, "text": questions[n % len(questions)]})
@@ -115,6 +147,7 @@ async def websocket_ttft(url: str, cookie: str, questions: list[str], runs: int)
                 frame = json.loads(await ws.recv())
                 if frame.get("type") == "delta" and not got_first:
                     first_token.append((time.perf_counter() - started) * 1000)
+                    cpu.append((cpu_ns(pids) - cpu_start) / 1e6)
                     got_first = True
                 if frame.get("type") in ("done", "error", "stopped") and frame.get("id") == qid:
                     total.append((time.perf_counter() - started) * 1000)
@@ -122,7 +155,7 @@ async def websocket_ttft(url: str, cookie: str, questions: list[str], runs: int)
                         outcomes.get(frame.get("status", frame["type"]), 0) + 1
                     )
                     break
-    return {"first_token": first_token, "total": total, "outcomes": outcomes}
+    return {"first_token": first_token, "total": total, "outcomes": outcomes, "cpu": cpu}
 
 
 def main() -> None:
@@ -172,6 +205,7 @@ def main() -> None:
         ("model alone (baseline)", base),
         ("through the server", measured["first_token"]),
         ("server-added", added),
+        ("CPU to first token", measured["cpu"]),
     ]
     print(f"\nfirst token, {args.questions} questions (sam; FAKE model at 30 tokens/s)")
     print(f"{'':>24} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}")
@@ -179,6 +213,11 @@ def main() -> None:
         p50, p95, p99 = (percentile(values, p) for p in (50, 95, 99))
         print(f"{label:>24} {p50:9.1f} {p95:9.1f} {p99:9.1f}")
     print(f"outcomes: {measured['outcomes']}; target: server-added p95 <= 50 ms")
+    print(
+        "CPU to first token: CPU time of this process (server, client, fake model) and of its "
+        "PostgreSQL backends from sending the question to the first text frame: what an idle "
+        f"machine would wait, at most. Load average (1 min) now {os.getloadavg()[0]:.2f}."
+    )
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -188,6 +227,10 @@ def main() -> None:
             p: percentile(measured["first_token"], int(p[1:])) for p in ("p50", "p95", "p99")
         },
         "server_added_ms": {p: percentile(added, int(p[1:])) for p in ("p50", "p95", "p99")},
+        "cpu_to_first_token_ms": {
+            p: percentile(measured["cpu"], int(p[1:])) for p in ("p50", "p95", "p99")
+        },
+        "loadavg_1m": os.getloadavg()[0],
         "outcomes": measured["outcomes"],
     }
     (results / "chat-latency.json").write_text(json.dumps(payload, indent=2))
