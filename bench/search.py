@@ -530,7 +530,7 @@ def plan_summary(plan: str) -> str:
         parts.append("shared hnsw")
     if "Seq Scan on ingestion_chunk" in plan:
         parts.append("table scan")
-    elif re.search(r"Bitmap Heap Scan on ingestion_chunk c\b|Index Scan using \S+collection", plan):
+    elif re.search(r"Bitmap Heap Scan on ingestion_chunk|Index Scan using \S+collection", plan):
         parts.append("collection index + sort")
     return " + ".join(parts) or "?"
 
