@@ -5,6 +5,11 @@ Every query here starts from `searchable_chunks(user=…)` or `documents_for_use
 filter in SQL by the collections the user may read (accounts.selectors) and by freshness (not
 expired, not before `valid_from`, not superseded by an indexed document). Callers cannot widen
 them: an optional `collection_ids` only narrows.
+
+Behind that filter, row-level security (ingestion/rls.py) shows the web process's database role
+only the rows of the collections set for the current transaction: the functions here that read
+rows open that scope themselves (`reading_as`); a caller that evaluates one of the lazy
+querysets must do so inside `reading_as(user=…)` too, or it reads nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from django.db.models import (
 from django.utils import timezone
 
 from accounts.selectors import readable_collection_ids_query
-from ingestion.models import Chunk, Collection, Document
+from ingestion.models import Chunk, Collection, Document, DocumentVersion
+from ingestion.rls import reading_as
 
 
 @dataclass(frozen=True)
@@ -74,11 +80,24 @@ def documents_for_user(*, user) -> QuerySet[Document]:
 
 
 def document_get_for_user(*, user, document_id: int) -> Document | None:
-    return documents_for_user(user=user).filter(pk=document_id).first()
+    with reading_as(user=user):
+        return documents_for_user(user=user).filter(pk=document_id).first()
+
+
+def document_file_for_user(*, user, document_id: int) -> DocumentVersion | None:
+    """The stored original of a readable document's indexed version (downloads), or None."""
+    with reading_as(user=user):
+        document = documents_for_user(user=user).filter(pk=document_id).first()
+        if document is None:
+            return None
+        # Inside the scope: the versions' default ordering joins the documents table.
+        version = document.versions.filter(version=document.indexed_version).first()
+    return version if version is not None and version.file else None
 
 
 def document_chunks_for_user(*, user, document_id: int) -> QuerySet[Chunk] | None:
-    """A readable document's chunks in order (the document viewer), or None: not found."""
+    """A readable document's chunks in order (the document viewer), or None: not found.
+    Evaluate it inside `reading_as(user=…)`."""
     if document_get_for_user(user=user, document_id=document_id) is None:
         return None
     return searchable_chunks(user=user).filter(document_id=document_id).order_by("ordinal")
@@ -103,9 +122,11 @@ def overlap_length(previous: str, current: str, *, window: int = 4000, least: in
 def document_passages_for_user(*, user, document_id: int) -> list[tuple[Chunk, str]] | None:
     """A readable document's chunks in order, each with the text to show (the part that
     repeats the previous chunk of the same section removed), or None: not found."""
-    chunks = document_chunks_for_user(user=user, document_id=document_id)
-    if chunks is None:
-        return None
+    with reading_as(user=user):
+        chunks = document_chunks_for_user(user=user, document_id=document_id)
+        if chunks is None:
+            return None
+        chunks = list(chunks)
     passages: list[tuple[Chunk, str]] = []
     previous = None
     for chunk in chunks:
@@ -214,18 +235,23 @@ def _bind(params: tuple, *, user_id: int, now) -> list:
 
 
 def _collection_sizes(*, user, collection_ids: Iterable[int] | None) -> tuple[dict[int, int], int]:
-    """Fresh chunks per readable collection, and fresh chunks in the whole table."""
+    """Fresh chunks per readable collection, and fresh chunks in the whole table.
+
+    Runs inside `reading_as(user)`: the web role sees only the readable collections' documents,
+    so the table-wide total comes from `ingestion_fresh_chunk_total` (a count, run as the owner).
+    """
     if not (user is not None and getattr(user, "is_authenticated", False) and user.pk):
         return {}, 0
     sql, params = _compiled("sizes")
+    now = timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(sql, _bind(params, user_id=user.pk, now=timezone.now()))
+        cursor.execute(sql, _bind(params, user_id=user.pk, now=now))
         rows = cursor.fetchall()
+        cursor.execute("SELECT ingestion_fresh_chunk_total(%s)", [now])
+        total = cursor.fetchone()[0]
     narrowed = None if collection_ids is None else set(collection_ids)
     sizes: dict[int, int] = {}
-    total = 0
     for collection_id, n, may_read in rows:
-        total += n or 0
         if may_read and (narrowed is None or collection_id in narrowed) and n:
             sizes[collection_id] = sizes.get(collection_id, 0) + n
     return sizes, total
@@ -371,16 +397,19 @@ def chunk_search(
     k = max(1, min(k, settings.SEARCH_MAX_K))
     if not query:
         return []
-    sizes, table_rows = _collection_sizes(user=user, collection_ids=collection_ids)
-    if not sizes:
-        return []
-    plan = plan_search(sizes, table_rows=table_rows)
-    if vector is None:
-        from ingestion.embedding import embed_query
+    # One transaction for both statements: the row-level security scope set by reading_as
+    # covers them (and the readable set cannot change between them).
+    with reading_as(user=user):
+        sizes, table_rows = _collection_sizes(user=user, collection_ids=collection_ids)
+        if not sizes:
+            return []
+        plan = plan_search(sizes, table_rows=table_rows)
+        if vector is None:
+            from ingestion.embedding import embed_query
 
-        vector = embed_query(query)
-    limit = max(settings.SEARCH_CANDIDATES, k)
-    rows = _search_rows(plan, query=query, vector=vector, limit=limit)
+            vector = embed_query(query)  # CPU only; the open transaction holds no lock
+        limit = max(settings.SEARCH_CANDIDATES, k)
+        rows = _search_rows(plan, query=query, vector=vector, limit=limit)
 
     by_distance = sorted((r for r in rows if r[9] is not None), key=lambda r: (r[9], r[0]))
     by_text = sorted((r for r in rows if r[10] is not None), key=lambda r: (-r[10], r[0]))
@@ -430,7 +459,7 @@ def index_stats() -> dict:
     """Counts per collection and state, and the size of the chunk table and its indexes."""
     per_collection = list(
         Collection.objects.annotate(
-            documents=Count("documents", distinct=True),
+            document_count=Count("documents", distinct=True),
             chunks=Sum("documents__chunk_count"),
             indexed=Count("documents", filter=Q(documents__state="indexed"), distinct=True),
             failed=Count("documents", filter=Q(documents__state="failed"), distinct=True),
