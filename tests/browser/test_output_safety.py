@@ -93,7 +93,11 @@ def hostile_world(transactional_db):
 
 
 @pytest.mark.timeout(300)
-def test_hostile_payloads_render_inert_everywhere(live_asgi, hostile_world, page: Page, settings):
+def test_hostile_payloads_render_inert_everywhere(
+    live_asgi, hostile_world, server_as_app_role, page: Page, settings
+):
+    # The server runs as the web role, under row-level security (docs/security.md): every page
+    # here also proves that its path opens the right access scope.
     settings.LLM_BACKEND = "fake"  # echoes the question and its sources' first lines
     settings.LLM_FAKE_TOKENS_PER_SECOND = 500.0
     page.add_init_script(TRAP)
@@ -157,3 +161,4 @@ def test_hostile_payloads_render_inert_everywhere(live_asgi, hostile_world, page
     expect(page.locator("body")).to_contain_text('<script>window.__pwned="script"</script>')
     expect(page.locator("body")).to_contain_text("javascript:window.__pwned")
     assert_inert(page, "query-log entry")
+    assert server_as_app_role, "the server opened no connection as the web role"
