@@ -97,6 +97,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # `migrate` (run as the owner) grants it its privileges; migrations, workers and management
 # commands connect as the owner (DATABASE_URL of those processes). Empty: grant to nobody.
 DATABASE_APP_ROLE = env_str("DATABASE_APP_ROLE", "counsel_app")
+# Development only (`scripts/run`): the web server's URL, derived from DATABASE_URL with the
+# embedded cluster's web role and this password unless WEB_DATABASE_URL says otherwise.
+DATABASE_APP_PASSWORD = env_str("DATABASE_APP_PASSWORD", "counsel_app")
+WEB_DATABASE_URL = env_str("WEB_DATABASE_URL", "")
 
 # --- redis: broker, channel layer, cache ------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:56379/0")
