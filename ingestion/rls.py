@@ -62,6 +62,28 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 $$;
 """
 
+# The full-text part of the search. PostgreSQL evaluates a policy's condition before any
+# condition of the query that is not LEAKPROOF, and `@@` (ts_match_vq) is not: as the web role,
+# the GIN index could not be used and every readable chunk was matched one by one (45k readable
+# of 107k chunks: 30 ms as the owner, 230 ms as the web role). This function runs as the owner,
+# so the index is used, and applies the transaction's scope itself: it returns only chunks of
+# the collections `reading_as` set, whatever the caller passes (`collections` only narrows).
+TEXT_SEARCH_FUNCTION = """
+CREATE OR REPLACE FUNCTION ingestion_chunk_text_search(
+    query text, collections bigint[], documents bigint[], max_rows integer)
+RETURNS TABLE (id bigint, rank real)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    SELECT c.id, ts_rank(c.search_vector, q.query) AS rank
+    FROM ingestion_chunk c, websearch_to_tsquery('english', query) AS q(query)
+    WHERE c.search_vector @@ q.query
+      AND c.collection_id = ANY ((SELECT counsel_readable_collections())::bigint[])
+      AND c.collection_id = ANY (collections)
+      AND c.document_id = ANY (documents)
+    ORDER BY rank DESC, c.id
+    LIMIT max_rows
+$$;
+"""
+
 # FORCE: the owner is subject to the policies too; its access is the explicit `owner_all`
 # policy below (`TO CURRENT_USER`: the role that runs the migration, i.e. the owner), not a
 # silent exemption by ownership. Every other role gets `access_scope`.
@@ -90,6 +112,7 @@ DROP = "\n".join(
             for t in RLS_TABLES
         ),
         "DROP FUNCTION IF EXISTS ingestion_fresh_chunk_total(timestamptz);",
+        "DROP FUNCTION IF EXISTS ingestion_chunk_text_search(text, bigint[], bigint[], integer);",
         "DROP FUNCTION IF EXISTS counsel_manages_all();",
         "DROP FUNCTION IF EXISTS counsel_readable_collections();",
     ]

@@ -293,7 +293,6 @@ def _search_sql(plan: SearchPlan, live_sql: str, *, with_text: bool) -> str:
     Assembled from constant fragments, Django-compiled SQL and integer collection ids; every
     value (vector, text, ids, limits) travels as a parameter.
     """
-    scope = "c.collection_id = ANY(%(collections)s) AND c.document_id IN (SELECT id FROM live)"
     vector_parts = []
     if plan.exact:
         # `+ 0`: no index can order by this expression, so every candidate is compared.
@@ -315,11 +314,12 @@ def _search_sql(plan: SearchPlan, live_sql: str, *, with_text: bool) -> str:
             " FROM ingestion_chunk c WHERE c.collection_id = ANY(%(shared)s)"
             " AND c.document_id IN (SELECT id FROM live) ORDER BY 2 LIMIT %(limit)s)"
         )
+    # Through a function that runs as the table owner, so that the GIN index serves `@@` under
+    # row-level security too; it keeps to the transaction's readable collections by itself
+    # (ingestion/rls.py, TEXT_SEARCH_FUNCTION).
     text = (
-        "SELECT c.id, ts_rank(c.search_vector, q.query) AS rank"  # noqa: S608
-        " FROM ingestion_chunk c, websearch_to_tsquery('english', %(text)s) AS q(query)"
-        f" WHERE c.search_vector @@ q.query AND {scope}"
-        " ORDER BY rank DESC, c.id LIMIT %(limit)s"
+        "SELECT id, rank FROM ingestion_chunk_text_search(%(text)s, %(collections)s,"
+        " (SELECT coalesce(array_agg(id), '{}') FROM live), %(limit)s)"
         if with_text
         else "SELECT NULL::bigint AS id, NULL::real AS rank WHERE false"
     )

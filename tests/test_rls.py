@@ -225,3 +225,19 @@ def test_the_planner_total_matches_the_freshness_rule(world):
     expected = sum(Document.objects.filter(_fresh(now)).values_list("chunk_count", flat=True))
     assert expected == world["counts"][world["sales"]]
     assert scalar("SELECT ingestion_fresh_chunk_total(%s)", [now]) == expected
+
+
+def test_the_text_search_function_keeps_to_the_transaction_scope(world):
+    # It runs as the owner (to use the GIN index under row-level security), so it must apply
+    # the scope itself: outside one it finds nothing, inside alice's only sales, even when the
+    # caller passes every collection.
+    everything = [world["sales"].pk, world["hr"].pk]
+    documents = list(Document.objects.values_list("pk", flat=True))
+    sql = "SELECT count(*) FROM ingestion_chunk_text_search(%s, %s, %s, 50)"
+    assert scalar(sql, ["salary band euros", everything, documents]) == 0
+    with rls.reading_as(user=world["alice"]):
+        assert scalar(sql, ["salary band euros", everything, documents]) == 0
+        assert scalar(sql, ["hotel limit euros", everything, documents]) > 0
+    with rls.reading_as(user=world["bob"]):
+        assert scalar(sql, ["salary band euros", everything, documents]) > 0
+        assert scalar(sql, ["salary band euros", [world["sales"].pk], documents]) == 0
