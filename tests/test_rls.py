@@ -241,3 +241,33 @@ def test_the_text_search_function_keeps_to_the_transaction_scope(world):
     with rls.reading_as(user=world["bob"]):
         assert scalar(sql, ["salary band euros", everything, documents]) > 0
         assert scalar(sql, ["salary band euros", [world["sales"].pk], documents]) == 0
+
+
+def test_upload_search_and_delete_through_the_web_as_the_web_role(world, as_app_role):
+    import io
+
+    admin = Client()
+    admin.force_login(world["admin"])
+    upload_file = io.BytesIO(b"# Parking\n\nVisitors park in bay 7 behind the Leipzig office.\n")
+    upload_file.name = "parking.md"
+    response = admin.post("/api/documents/", {"collection": "sales", "file": upload_file})
+    assert response.status_code == 201, response.content
+    document_id = response.json()["results"][0]["document"]["id"]
+    listed = admin.get("/api/documents/").json()["documents"]
+    assert document_id in {d["id"] for d in listed} and len(listed) == 3
+
+    reader = Client()
+    reader.force_login(world["alice"])
+    found = reader.get("/api/search/", {"q": "hotel nightly limit Munich"}).json()["results"]
+    assert found and {r["document_id"] for r in found} == {world["policy"].pk}
+    bob = Client()
+    bob.force_login(world["bob"])
+    seen_by_bob = bob.get("/api/search/", {"q": "hotel nightly limit Munich"}).json()["results"]
+    assert world["policy"].pk not in {r["document_id"] for r in seen_by_bob}
+
+    deleted = admin.post(reverse("ingestion:document_delete", args=[world["policy"].pk]))
+    assert deleted.status_code == 302
+    with rls.managing_documents():
+        assert not Document.objects.filter(pk=world["policy"].pk).exists()
+        assert not Chunk.objects.filter(document_id=world["policy"].pk).exists()
+        assert Chunk.objects.filter(document_id=world["salaries"].pk).exists()
