@@ -150,9 +150,11 @@ def searchable_chunks(*, user, collection_ids: Iterable[int] | None = None) -> Q
 
 # --- search -----------------------------------------------------------------------------------
 #
-# chunk_search runs two statements. The first asks the access module which collections the user
-# may read, and how many fresh chunks each holds (from the small documents table). From those
-# sizes it plans the vector search per collection (`SearchPlan`):
+# chunk_search runs two statements, in one transaction whose row-level security scope
+# (`reading_as`, one more statement) names the user's readable collections. The first asks the
+# access module which collections the user may read, and how many fresh chunks each holds (from
+# the small documents table; the table-wide total comes from `ingestion_fresh_chunk_total`).
+# From those sizes it plans the vector search per collection (`SearchPlan`):
 #
 # - exact: collections whose chunks are few enough to compare with the query one by one (recall
 #   1.0; about 1.4 ms per 1,000 chunks here);
@@ -161,7 +163,8 @@ def searchable_chunks(*, user, collection_ids: Iterable[int] | None = None) -> Q
 # - shared index: the table-wide HNSW index with an iterative, filtered scan, for the rest of a
 #   large readable set and for users who read most of the table.
 #
-# The second statement does all of it at once: the vector searches, the full-text search and
+# The second statement does all of it at once: the vector searches, the full-text search (in
+# `ingestion_chunk_text_search`, which keeps to the transaction's scope itself) and
 # the rows of the winners, each restricted by the readable collection ids *and* by the fresh
 # documents of those collections, in SQL, before any LIMIT. Fusion by reciprocal rank happens
 # in Python over at most 2 x SEARCH_CANDIDATES rows. The plan only decides how to search what
