@@ -162,3 +162,20 @@ def test_hostile_payloads_render_inert_everywhere(
     expect(page.locator("body")).to_contain_text("javascript:window.__pwned")
     assert_inert(page, "query-log entry")
     assert server_as_app_role, "the server opened no connection as the web role"
+
+
+def test_django_admin_works_under_the_policy(live_asgi, page: Page):
+    # Break-glass for superusers: its pages must not need inline script or style either.
+    UserFactory(username="root", is_superuser=True, is_staff=True)
+    CollectionFactory(name="Sales <script>alert('c')</script>", slug="sales")
+    page.add_init_script(TRAP)
+    page.goto(live_asgi.url + "/django-admin/login/")
+    page.get_by_label("Username").fill("root")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    for path in ("/django-admin/", "/django-admin/ingestion/collection/"):
+        page.goto(live_asgi.url + path)
+        assert_inert(page, path)
+    page.get_by_role("link", name=re.compile("Sales")).first.click()
+    expect(page.locator("body")).to_contain_text("<script>alert('c')</script>")
+    assert_inert(page, "collection change form")
