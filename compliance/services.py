@@ -68,26 +68,28 @@ def _used_chunk_snapshots(user, retrieved: list[dict]) -> list[dict]:
     Read through the search chokepoint with the asker's own access (the ids come from their
     search a moment ago), so the log never copies a chunk its asker could not read.
     """
+    from ingestion.rls import reading_as
     from ingestion.selectors import searchable_chunks
 
     used = [r for r in retrieved if r.get("used") and r.get("chunk")]
     if user is None or not used:
         return []
-    rows = {
-        row["id"]: row
-        for row in searchable_chunks(user=user)
-        .filter(pk__in=[r["chunk"] for r in used])
-        .values(
-            "id",
-            "document_id",
-            "document__title",
-            "collection_id",
-            "version",
-            "heading",
-            "page",
-            "text",
-        )
-    }
+    with reading_as(user=user):
+        rows = {
+            row["id"]: row
+            for row in searchable_chunks(user=user)
+            .filter(pk__in=[r["chunk"] for r in used])
+            .values(
+                "id",
+                "document_id",
+                "document__title",
+                "collection_id",
+                "version",
+                "heading",
+                "page",
+                "text",
+            )
+        }
     snapshots = []
     for r in used:
         row = rows.get(r["chunk"])

@@ -5,6 +5,11 @@ Every query here starts from `searchable_chunks(user=…)` or `documents_for_use
 filter in SQL by the collections the user may read (accounts.selectors) and by freshness (not
 expired, not before `valid_from`, not superseded by an indexed document). Callers cannot widen
 them: an optional `collection_ids` only narrows.
+
+Behind that filter, row-level security (ingestion/rls.py) shows the web process's database role
+only the rows of the collections set for the current transaction: the functions here that read
+rows open that scope themselves (`reading_as`); a caller that evaluates one of the lazy
+querysets must do so inside `reading_as(user=…)` too, or it reads nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from django.db.models import (
 from django.utils import timezone
 
 from accounts.selectors import readable_collection_ids_query
-from ingestion.models import Chunk, Collection, Document
+from ingestion.models import Chunk, Collection, Document, DocumentVersion
+from ingestion.rls import reading_as
 
 
 @dataclass(frozen=True)
@@ -74,11 +80,24 @@ def documents_for_user(*, user) -> QuerySet[Document]:
 
 
 def document_get_for_user(*, user, document_id: int) -> Document | None:
-    return documents_for_user(user=user).filter(pk=document_id).first()
+    with reading_as(user=user):
+        return documents_for_user(user=user).filter(pk=document_id).first()
+
+
+def document_file_for_user(*, user, document_id: int) -> DocumentVersion | None:
+    """The stored original of a readable document's indexed version (downloads), or None."""
+    with reading_as(user=user):
+        document = documents_for_user(user=user).filter(pk=document_id).first()
+        if document is None:
+            return None
+        # Inside the scope: the versions' default ordering joins the documents table.
+        version = document.versions.filter(version=document.indexed_version).first()
+    return version if version is not None and version.file else None
 
 
 def document_chunks_for_user(*, user, document_id: int) -> QuerySet[Chunk] | None:
-    """A readable document's chunks in order (the document viewer), or None: not found."""
+    """A readable document's chunks in order (the document viewer), or None: not found.
+    Evaluate it inside `reading_as(user=…)`."""
     if document_get_for_user(user=user, document_id=document_id) is None:
         return None
     return searchable_chunks(user=user).filter(document_id=document_id).order_by("ordinal")
@@ -103,9 +122,11 @@ def overlap_length(previous: str, current: str, *, window: int = 4000, least: in
 def document_passages_for_user(*, user, document_id: int) -> list[tuple[Chunk, str]] | None:
     """A readable document's chunks in order, each with the text to show (the part that
     repeats the previous chunk of the same section removed), or None: not found."""
-    chunks = document_chunks_for_user(user=user, document_id=document_id)
-    if chunks is None:
-        return None
+    with reading_as(user=user):
+        chunks = document_chunks_for_user(user=user, document_id=document_id)
+        if chunks is None:
+            return None
+        chunks = list(chunks)
     passages: list[tuple[Chunk, str]] = []
     previous = None
     for chunk in chunks:
@@ -129,9 +150,11 @@ def searchable_chunks(*, user, collection_ids: Iterable[int] | None = None) -> Q
 
 # --- search -----------------------------------------------------------------------------------
 #
-# chunk_search runs two statements. The first asks the access module which collections the user
-# may read, and how many fresh chunks each holds (from the small documents table). From those
-# sizes it plans the vector search per collection (`SearchPlan`):
+# chunk_search runs two statements, in one transaction whose row-level security scope
+# (`reading_as`, one more statement) names the user's readable collections. The first asks the
+# access module which collections the user may read, and how many fresh chunks each holds (from
+# the small documents table; the table-wide total comes from `ingestion_fresh_chunk_total`).
+# From those sizes it plans the vector search per collection (`SearchPlan`):
 #
 # - exact: collections whose chunks are few enough to compare with the query one by one (recall
 #   1.0; about 1.4 ms per 1,000 chunks here);
@@ -140,7 +163,8 @@ def searchable_chunks(*, user, collection_ids: Iterable[int] | None = None) -> Q
 # - shared index: the table-wide HNSW index with an iterative, filtered scan, for the rest of a
 #   large readable set and for users who read most of the table.
 #
-# The second statement does all of it at once: the vector searches, the full-text search and
+# The second statement does all of it at once: the vector searches, the full-text search (in
+# `ingestion_chunk_text_search`, which keeps to the transaction's scope itself) and
 # the rows of the winners, each restricted by the readable collection ids *and* by the fresh
 # documents of those collections, in SQL, before any LIMIT. Fusion by reciprocal rank happens
 # in Python over at most 2 x SEARCH_CANDIDATES rows. The plan only decides how to search what
@@ -214,18 +238,23 @@ def _bind(params: tuple, *, user_id: int, now) -> list:
 
 
 def _collection_sizes(*, user, collection_ids: Iterable[int] | None) -> tuple[dict[int, int], int]:
-    """Fresh chunks per readable collection, and fresh chunks in the whole table."""
+    """Fresh chunks per readable collection, and fresh chunks in the whole table.
+
+    Runs inside `reading_as(user)`: the web role sees only the readable collections' documents,
+    so the table-wide total comes from `ingestion_fresh_chunk_total` (a count, run as the owner).
+    """
     if not (user is not None and getattr(user, "is_authenticated", False) and user.pk):
         return {}, 0
     sql, params = _compiled("sizes")
+    now = timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(sql, _bind(params, user_id=user.pk, now=timezone.now()))
+        cursor.execute(sql, _bind(params, user_id=user.pk, now=now))
         rows = cursor.fetchall()
+        cursor.execute("SELECT ingestion_fresh_chunk_total(%s)", [now])
+        total = cursor.fetchone()[0]
     narrowed = None if collection_ids is None else set(collection_ids)
     sizes: dict[int, int] = {}
-    total = 0
     for collection_id, n, may_read in rows:
-        total += n or 0
         if may_read and (narrowed is None or collection_id in narrowed) and n:
             sizes[collection_id] = sizes.get(collection_id, 0) + n
     return sizes, total
@@ -267,7 +296,6 @@ def _search_sql(plan: SearchPlan, live_sql: str, *, with_text: bool) -> str:
     Assembled from constant fragments, Django-compiled SQL and integer collection ids; every
     value (vector, text, ids, limits) travels as a parameter.
     """
-    scope = "c.collection_id = ANY(%(collections)s) AND c.document_id IN (SELECT id FROM live)"
     vector_parts = []
     if plan.exact:
         # `+ 0`: no index can order by this expression, so every candidate is compared.
@@ -289,11 +317,12 @@ def _search_sql(plan: SearchPlan, live_sql: str, *, with_text: bool) -> str:
             " FROM ingestion_chunk c WHERE c.collection_id = ANY(%(shared)s)"
             " AND c.document_id IN (SELECT id FROM live) ORDER BY 2 LIMIT %(limit)s)"
         )
+    # Through a function that runs as the table owner, so that the GIN index serves `@@` under
+    # row-level security too; it keeps to the transaction's readable collections by itself
+    # (ingestion/rls.py, TEXT_SEARCH_FUNCTION).
     text = (
-        "SELECT c.id, ts_rank(c.search_vector, q.query) AS rank"  # noqa: S608
-        " FROM ingestion_chunk c, websearch_to_tsquery('english', %(text)s) AS q(query)"
-        f" WHERE c.search_vector @@ q.query AND {scope}"
-        " ORDER BY rank DESC, c.id LIMIT %(limit)s"
+        "SELECT id, rank FROM ingestion_chunk_text_search(%(text)s, %(collections)s,"
+        " (SELECT coalesce(array_agg(id), '{}') FROM live), %(limit)s)"
         if with_text
         else "SELECT NULL::bigint AS id, NULL::real AS rank WHERE false"
     )
@@ -371,16 +400,19 @@ def chunk_search(
     k = max(1, min(k, settings.SEARCH_MAX_K))
     if not query:
         return []
-    sizes, table_rows = _collection_sizes(user=user, collection_ids=collection_ids)
-    if not sizes:
-        return []
-    plan = plan_search(sizes, table_rows=table_rows)
-    if vector is None:
-        from ingestion.embedding import embed_query
+    # One transaction for both statements: the row-level security scope set by reading_as
+    # covers them (and the readable set cannot change between them).
+    with reading_as(user=user):
+        sizes, table_rows = _collection_sizes(user=user, collection_ids=collection_ids)
+        if not sizes:
+            return []
+        plan = plan_search(sizes, table_rows=table_rows)
+        if vector is None:
+            from ingestion.embedding import embed_query
 
-        vector = embed_query(query)
-    limit = max(settings.SEARCH_CANDIDATES, k)
-    rows = _search_rows(plan, query=query, vector=vector, limit=limit)
+            vector = embed_query(query)  # CPU only; the open transaction holds no lock
+        limit = max(settings.SEARCH_CANDIDATES, k)
+        rows = _search_rows(plan, query=query, vector=vector, limit=limit)
 
     by_distance = sorted((r for r in rows if r[9] is not None), key=lambda r: (r[9], r[0]))
     by_text = sorted((r for r in rows if r[10] is not None), key=lambda r: (-r[10], r[0]))
@@ -430,7 +462,7 @@ def index_stats() -> dict:
     """Counts per collection and state, and the size of the chunk table and its indexes."""
     per_collection = list(
         Collection.objects.annotate(
-            documents=Count("documents", distinct=True),
+            document_count=Count("documents", distinct=True),
             chunks=Sum("documents__chunk_count"),
             indexed=Count("documents", filter=Q(documents__state="indexed"), distinct=True),
             failed=Count("documents", filter=Q(documents__state="failed"), distinct=True),

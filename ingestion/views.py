@@ -24,6 +24,7 @@ from accounts.selectors import collection_list
 from ingestion import selectors, services
 from ingestion.api import size_limited_upload
 from ingestion.models import Collection, Document
+from ingestion.rls import managing_documents_view
 
 manage_users = capability_required(Capability.MANAGE_USERS)
 
@@ -76,7 +77,11 @@ def collection_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 # --- documents --------------------------------------------------------------------------------
 
-manage_documents = capability_required(Capability.MANAGE_DOCUMENTS)
+
+def manage_documents(view):
+    # The capability first; then the whole view (template included) in the administrative
+    # row-level security scope, which shows the web role every document (docs/security.md).
+    return capability_required(Capability.MANAGE_DOCUMENTS)(managing_documents_view(view))
 
 
 @manage_documents
@@ -223,11 +228,8 @@ def document_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 @capability_required(Capability.CHAT)
 def document_download(request: HttpRequest, pk: int) -> FileResponse:
-    document = selectors.document_get_for_user(user=request.user, document_id=pk)
-    if document is None:
-        raise Http404("No such document.")
-    version = document.versions.filter(version=document.indexed_version).first()
-    if version is None or not version.file:
+    version = selectors.document_file_for_user(user=request.user, document_id=pk)
+    if version is None:
         raise Http404("No such document.")
     return FileResponse(
         version.file.open("rb"),

@@ -162,3 +162,30 @@ def live_asgi(transactional_db):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def server_as_app_role(settings):
+    """Connections opened by other threads (the live ASGI server's, its sync-to-async workers')
+    run as the web process's database role, as in production; the test's own thread stays the
+    owner, which sets up data and empties tables. Yields the list of connections switched, so
+    that a test can check the server really ran as that role.
+    """
+    from django.db.backends.signals import connection_created
+
+    role = settings.DATABASE_APP_ROLE
+    main = threading.main_thread()
+    switched: list[str] = []
+
+    def switch(sender, connection, **kwargs) -> None:
+        if threading.current_thread() is main:
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET ROLE {connection.ops.quote_name(role)}")
+        switched.append(threading.current_thread().name)
+
+    connection_created.connect(switch, weak=False, dispatch_uid="server_as_app_role")
+    try:
+        yield switched
+    finally:
+        connection_created.disconnect(dispatch_uid="server_as_app_role")

@@ -146,3 +146,23 @@ def test_postgres_has_pgvector_and_the_counsel_database(sandbox):
         # PostgreSQL refuses root; the script must have used its own system user.
         data_owner = (sandbox.var_dir / "postgres" / "data").owner()
         assert data_owner == "counsel-pg"
+
+
+def test_start_creates_the_web_role_also_in_an_existing_cluster(sandbox):
+    import psycopg
+
+    assert sandbox("start", "postgres").returncode == 0
+    owner = {"host": "127.0.0.1", "port": sandbox.pg_port, "dbname": "counsel"}
+    with psycopg.connect(**owner, user="counsel", password="counsel", autocommit=True) as conn:
+        flags = conn.execute(
+            "SELECT rolcanlogin, rolsuper, rolbypassrls, rolcreaterole, rolcreatedb"
+            " FROM pg_roles WHERE rolname = 'counsel_app'"
+        ).fetchone()
+        assert flags == (True, False, False, False, False)
+        conn.execute("DROP ROLE counsel_app")  # a cluster made before the role existed
+    again = sandbox("start", "postgres")
+    assert again.returncode == 0 and "created role counsel_app" in again.stdout
+    with psycopg.connect(**owner, user="counsel_app", password="counsel_app") as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == "counsel_app"
+    third = sandbox("start", "postgres")
+    assert third.returncode == 0 and "created role" not in third.stdout

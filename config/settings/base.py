@@ -8,6 +8,7 @@ import dj_database_url
 
 from config.env import (
     BASE_DIR,
+    env_bool,
     env_choice,
     env_float,
     env_int,
@@ -41,6 +42,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -90,6 +92,15 @@ DATABASES = {
 # under pytest-django (django/channels#2176).
 DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The database role of the web process (docs/security.md). It does not own the tables, and
+# row-level security shows it only the documents and chunks of the current user's collections.
+# `migrate` (run as the owner) grants it its privileges; migrations, workers and management
+# commands connect as the owner (DATABASE_URL of those processes). Empty: grant to nobody.
+DATABASE_APP_ROLE = env_str("DATABASE_APP_ROLE", "counsel_app")
+# Development only (`scripts/run`): the web server's URL, derived from DATABASE_URL with the
+# embedded cluster's web role and this password unless WEB_DATABASE_URL says otherwise.
+DATABASE_APP_PASSWORD = env_str("DATABASE_APP_PASSWORD", "counsel_app")
+WEB_DATABASE_URL = env_str("WEB_DATABASE_URL", "")
 
 # --- redis: broker, channel layer, cache ------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:56379/0")
@@ -193,6 +204,25 @@ CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Content Security Policy (config/middleware.py, docs/security.md): scripts, styles, images and
+# fonts from the app itself only; no inline script, style attribute or event handler; no
+# plugins; the app may not be framed; forms post only to itself. connect-src gets the page's
+# own ws:/wss: origin added per request.
+CSP_DIRECTIVES = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": "'self' data:",
+    "font-src": "'self'",
+    "connect-src": "'self'",
+    "object-src": "'none'",
+    "base-uri": "'self'",
+    "form-action": "'self'",
+    "frame-ancestors": "'none'",
+}
+CSP_REPORT_ONLY = env_bool("CSP_REPORT_ONLY", False)
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
 
 # --- i18n, static, media ----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

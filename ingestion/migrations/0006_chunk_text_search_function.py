@@ -1,0 +1,18 @@
+"""The full-text search as the owner, within the transaction's access scope (ingestion/rls.py)."""
+
+from django.db import migrations
+
+from ingestion import rls
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("ingestion", "0005_row_level_security"),
+    ]
+
+    operations = [
+        migrations.RunSQL(
+            rls.TEXT_SEARCH_FUNCTION,
+            "DROP FUNCTION IF EXISTS ingestion_chunk_text_search(text, bigint[], bigint[], integer);",
+        ),
+    ]

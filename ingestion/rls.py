@@ -1,0 +1,256 @@
+"""Row-level security on documents and chunks: the database's own access check.
+
+The search chokepoint (`ingestion.selectors`) filters every read by the collections the user may
+read, in SQL. Row-level security is the second, independent wall behind it: on the web
+process's database role, a query that forgets that filter returns nothing instead of everything.
+See docs/security.md for the roles, the policies and the threat model.
+
+Each transaction that reads documents or chunks as the web role first says what it may see,
+with a transaction-local setting (`set_config(…, true)`), set by one of two context managers:
+
+- `reading_as(user=…)`: the collections the user may read, asked of the access module inside
+  the same statement that sets them (`counsel.readable_collections`, a comma list of ids);
+- `managing_documents()`: every row (`counsel.access_scope = 'all'`), for the document
+  administration paths, which the views open only to users with the "manage documents"
+  capability.
+
+Without either, the policies admit no row. The table owner (migrations, Celery workers,
+management commands) has a policy of its own that admits every row.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import connection, transaction
+
+RLS_TABLES = ("ingestion_document", "ingestion_chunk")
+READABLE_SETTING = "counsel.readable_collections"
+SCOPE_SETTING = "counsel.access_scope"
+
+# The policies read the settings through these two functions, each called once per statement
+# (a scalar sub-select becomes an InitPlan), not once per row. A malformed list fails the
+# statement: closed, not open.
+FUNCTIONS = f"""
+CREATE OR REPLACE FUNCTION counsel_readable_collections() RETURNS bigint[]
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT coalesce(
+        string_to_array(nullif(current_setting('{READABLE_SETTING}', true), ''), ',')::bigint[],
+        '{{}}'::bigint[])
+$$;
+CREATE OR REPLACE FUNCTION counsel_manages_all() RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT coalesce(current_setting('{SCOPE_SETTING}', true) = 'all', false)
+$$;
+"""
+
+# Fresh chunks in the whole table, for the search planner's "does this user read most of the
+# table?" (a count, nothing else). SECURITY DEFINER: it runs as the owner, whose policy admits
+# every row, so that the web role's restricted view does not change the plan. The freshness
+# test is `ingestion.selectors._fresh`, written out in SQL (tests/test_rls.py compares them).
+TOTAL_FUNCTION = """
+CREATE OR REPLACE FUNCTION ingestion_fresh_chunk_total(at timestamptz) RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    SELECT coalesce(sum(d.chunk_count), 0)::bigint FROM ingestion_document d
+    WHERE d.indexed_version IS NOT NULL AND d.state <> 'expired'
+      AND (d.valid_until IS NULL OR d.valid_until > at)
+      AND (d.valid_from IS NULL OR d.valid_from <= at)
+      AND NOT EXISTS (SELECT 1 FROM ingestion_document s
+                      WHERE s.supersedes_id = d.id AND s.indexed_version IS NOT NULL)
+$$;
+"""
+
+# The full-text part of the search. PostgreSQL evaluates a policy's condition before any
+# condition of the query that is not LEAKPROOF, and `@@` (ts_match_vq) is not: as the web role,
+# the GIN index could not be used and every readable chunk was matched one by one (45k readable
+# of 107k chunks: 30 ms as the owner, 230 ms as the web role). This function runs as the owner,
+# so the index is used, and applies the transaction's scope itself: it returns only chunks of
+# the collections `reading_as` set, whatever the caller passes (`collections` only narrows).
+TEXT_SEARCH_FUNCTION = """
+CREATE OR REPLACE FUNCTION ingestion_chunk_text_search(
+    query text, collections bigint[], documents bigint[], max_rows integer)
+RETURNS TABLE (id bigint, rank real)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    SELECT c.id, ts_rank(c.search_vector, q.query) AS rank
+    FROM ingestion_chunk c, websearch_to_tsquery('english', query) AS q(query)
+    WHERE c.search_vector @@ q.query
+      AND c.collection_id = ANY ((SELECT counsel_readable_collections())::bigint[])
+      AND c.collection_id = ANY (collections)
+      AND c.document_id = ANY (documents)
+    ORDER BY rank DESC, c.id
+    LIMIT max_rows
+$$;
+"""
+
+# FORCE: the owner is subject to the policies too; its access is the explicit `owner_all`
+# policy below (`TO CURRENT_USER`: the role that runs the migration, i.e. the owner), not a
+# silent exemption by ownership. Every other role gets `access_scope`.
+POLICIES = "\n".join(
+    f"""
+ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
+ALTER TABLE {table} FORCE ROW LEVEL SECURITY;
+CREATE POLICY owner_all ON {table} TO CURRENT_USER USING (true) WITH CHECK (true);
+CREATE POLICY access_scope ON {table} TO PUBLIC
+    USING (collection_id = ANY ((SELECT counsel_readable_collections())::bigint[])
+           OR (SELECT counsel_manages_all()))
+    WITH CHECK (collection_id = ANY ((SELECT counsel_readable_collections())::bigint[])
+                OR (SELECT counsel_manages_all()));
+"""
+    for table in RLS_TABLES
+)
+
+INSTALL = FUNCTIONS + TOTAL_FUNCTION + POLICIES
+
+DROP = "\n".join(
+    [
+        *(
+            f"DROP POLICY IF EXISTS access_scope ON {t}; DROP POLICY IF EXISTS owner_all ON {t};"
+            f" ALTER TABLE {t} NO FORCE ROW LEVEL SECURITY;"
+            f" ALTER TABLE {t} DISABLE ROW LEVEL SECURITY;"
+            for t in RLS_TABLES
+        ),
+        "DROP FUNCTION IF EXISTS ingestion_fresh_chunk_total(timestamptz);",
+        "DROP FUNCTION IF EXISTS ingestion_chunk_text_search(text, bigint[], bigint[], integer);",
+        "DROP FUNCTION IF EXISTS counsel_manages_all();",
+        "DROP FUNCTION IF EXISTS counsel_readable_collections();",
+    ]
+)
+
+
+@functools.cache
+def _readable_sql() -> tuple[str, tuple]:
+    # The access module's own subquery, compiled once with a marker user id and bound per call
+    # (as ingestion.selectors does for the search statements).
+    from accounts.selectors import readable_collection_ids_query
+    from ingestion.selectors import _MARK_USER, _MarkerUser
+
+    sql, params = readable_collection_ids_query(user=_MarkerUser()).query.sql_with_params()
+    if sum(1 for p in params if p == _MARK_USER) != 1:
+        raise RuntimeError(f"readable collections: marker not found in {params!r}")
+    return sql, params
+
+
+def _active_user_id(user) -> int | None:
+    if user is None or not getattr(user, "is_authenticated", False) or not user.pk:
+        return None
+    return user.pk
+
+
+def _set(cursor, name: str, value: str) -> None:
+    cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+
+
+@contextmanager
+def _scoped(name: str, set_value) -> Iterator[None]:
+    # Transaction-local settings live until the *outer* transaction ends. When this runs
+    # nested in a larger transaction (a savepoint), the previous value is put back on the way
+    # out, so the scope never outlives the block that asked for it. On an error the savepoint
+    # is rolled back, and PostgreSQL restores the setting with it.
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting(%s, true)", [name])
+            previous = cursor.fetchone()[0] or ""
+            set_value(cursor)
+        yield
+        with connection.cursor() as cursor:
+            _set(cursor, name, previous)
+
+
+@contextmanager
+def reading_as(*, user) -> Iterator[None]:
+    """A transaction in which documents and chunks of the collections `user` may read are
+    visible to the web role (and nothing else). Reads the readable set from the database in
+    the statement that sets it: a revoked role is seen at once."""
+    user_id = _active_user_id(user)
+
+    def set_value(cursor) -> None:
+        if user_id is None:
+            _set(cursor, READABLE_SETTING, "")
+            return
+        from ingestion.selectors import _MARK_USER
+
+        sql, params = _readable_sql()
+        cursor.execute(
+            "SELECT set_config(%s, coalesce((SELECT string_agg(DISTINCT r.collection_id::text,"  # noqa: S608
+            f" ',') FROM ({sql}) r), ''), true)",
+            [READABLE_SETTING, *(user_id if p == _MARK_USER else p for p in params)],
+        )
+
+    with _scoped(READABLE_SETTING, set_value):
+        yield
+
+
+@contextmanager
+def managing_documents() -> Iterator[None]:
+    """A transaction in which every document and chunk is visible to the web role: document
+    administration (lists, uploads, moves, deletions, index statistics). Callers check the
+    "manage documents" capability first."""
+    with _scoped(SCOPE_SETTING, lambda cursor: _set(cursor, SCOPE_SETTING, "all")):
+        yield
+
+
+def managing_documents_view(view):
+    """`managing_documents()` around a whole view, template rendering included."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        with managing_documents():
+            return view(*args, **kwargs)
+
+    return wrapped
+
+
+# --- the web role's privileges ----------------------------------------------------------------
+
+# The log tables are append-only for the web role: no UPDATE, DELETE or TRUNCATE at all (the
+# triggers refuse them for everyone; the missing privilege refuses them before the trigger).
+_APPEND_ONLY = (
+    "compliance_querylogentry",
+    "compliance_querylogreview",
+    "compliance_querylogaccess",
+)
+
+
+def app_role_grant(*, using: str = "default", **kwargs) -> str | None:
+    """Give the web process's role (settings.DATABASE_APP_ROLE) what it needs on every table,
+    after every `migrate` (so tables of later migrations are covered too). Idempotent.
+
+    Does nothing when the setting is empty, when the role does not exist in this cluster, or
+    when `migrate` itself runs as that role. Returns the role it granted to.
+    """
+    from django.conf import settings
+    from django.db import connections
+
+    role = settings.DATABASE_APP_ROLE
+    conn = connections[using]
+    if not role or conn.vendor != "postgresql":
+        return None
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_user, EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s)", [role]
+        )
+        current, exists = cursor.fetchone()
+        if not exists or current == role:
+            return None
+        name = conn.ops.quote_name(role)
+        cursor.execute(f"GRANT USAGE ON SCHEMA public TO {name}")
+        cursor.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {name}"
+        )
+        cursor.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {name}")
+        cursor.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relname = ANY(%s)",
+            [list(_APPEND_ONLY)],
+        )
+        for (table,) in cursor.fetchall():
+            cursor.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {name}")
+        # Migrations are the owner's business: the web role may read what was applied.
+        cursor.execute(f"REVOKE INSERT, UPDATE, DELETE ON django_migrations FROM {name}")
+    return role
+
+
+def app_role_grant_after_migrate(sender, using: str = "default", **kwargs) -> None:
+    app_role_grant(using=using)
