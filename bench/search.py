@@ -493,9 +493,11 @@ def recall(found, truth) -> float:
 
 def search_plan(user):
     """chunk_search's plan for `user` (exact / own index / shared index per collection)."""
+    from ingestion.rls import reading_as
     from ingestion.selectors import _collection_sizes, plan_search
 
-    sizes, table_rows = _collection_sizes(user=user, collection_ids=None)
+    with reading_as(user=user):
+        sizes, table_rows = _collection_sizes(user=user, collection_ids=None)
     return plan_search(sizes, table_rows=table_rows)
 
 
@@ -746,6 +748,12 @@ def main() -> None:
     parser.add_argument("--no-sweep", action="store_true")
     parser.add_argument("--maintenance-work-mem", help="HNSW build (default 2GB; 4GB above 300k)")
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument(
+        "--web-role",
+        action="store_true",
+        help="measure chunk_search as the web process's database role (row-level security); "
+        "the baseline stays the owner's",
+    )
     args = parser.parse_args()
     efs = [int(x) for x in args.ef_search.split(",") if x]
     if not all(1 <= ef <= 1000 for ef in efs):
@@ -830,6 +838,17 @@ def main() -> None:
             f"{label:>5}: baseline p95 {r['baseline']['p95_ms']:.1f} ms "
             f"({time.perf_counter() - t0:.0f}s)"
         )
+    if args.web_role:
+        # From here on as the web role: row-level security shows it only the rows of the
+        # collections chunk_search puts in scope (ingestion/rls.py).
+        connection.close()
+        connection.settings_dict["USER"] = settings.DATABASE_APP_ROLE
+        connection.settings_dict["PASSWORD"] = settings.DATABASE_APP_PASSWORD
+        connection.ensure_connection()
+        CLOCK = Clock(connection.connection.info.backend_pid)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_user")
+            log(f"measuring as {cursor.fetchone()[0]}")
     for label in labels:
         queries, kinds = query_sets[label]
         r = results[label]
@@ -869,8 +888,10 @@ def main() -> None:
                 f"{label:>5}: sweep of {len(efs) * len(scans)} settings "
                 f"({time.perf_counter() - t0:.0f}s)"
             )
-    unanalysed = unanalysed_pass(users, query_sets, n=n_unanalysed, warmup=min(args.warmup, 3))
-    log("measured with the access tables unanalysed")
+    unanalysed = {}
+    if not args.web_role:  # clearing statistics needs the owner
+        unanalysed = unanalysed_pass(users, query_sets, n=n_unanalysed, warmup=min(args.warmup, 3))
+        log("measured with the access tables unanalysed")
     stats = corpus.sample_statistics()
     total_s = time.perf_counter() - started
 
@@ -905,6 +926,7 @@ def main() -> None:
             "access_tables_unanalysed": unanalysed,
             "time_s": {"load": load_s, "total": total_s},
             "loadavg_1m": {"start": load_start, "end": os.getloadavg()[0]},
+            "web_role": args.web_role,
             "postgres_backend_pid_unchanged": connection.connection.info.backend_pid == backend_pid,
         },
     )

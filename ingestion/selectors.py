@@ -323,6 +323,9 @@ def _search_sql(plan: SearchPlan, live_sql: str, *, with_text: bool) -> str:
     text = (
         "SELECT id, rank FROM ingestion_chunk_text_search(%(text)s, %(collections)s,"
         " (SELECT coalesce(array_agg(id), '{}') FROM live), %(limit)s)"
+        # The LIMIT tells the planner how few rows come back (a function is assumed to return
+        # 1000), so that the winners are fetched by primary key, not by scanning a collection.
+        " LIMIT %(limit)s"
         if with_text
         else "SELECT NULL::bigint AS id, NULL::real AS rank WHERE false"
     )
@@ -366,7 +369,8 @@ def _search_rows(plan: SearchPlan, *, query: str, vector, limit: int) -> list[tu
         if not (plan.own_index or plan.shared_index):
             cursor.execute(sql, params)
             return cursor.fetchall()
-        with transaction.atomic(using=connection.alias):
+        # Inside chunk_search's transaction (reading_as): no savepoint round trips needed.
+        with transaction.atomic(using=connection.alias, savepoint=False):
             # Iterative scans keep walking the graph until `limit` rows pass the filters
             # (NOTES.md, "Filtered search"). enable_sort off: PostgreSQL prices an HNSW scan
             # above reading a large readable subset and sorting it, even at LIMIT 30, and
@@ -379,7 +383,10 @@ def _search_rows(plan: SearchPlan, *, query: str, vector, limit: int) -> list[tu
                 [str(settings.SEARCH_EF_SEARCH), str(settings.SEARCH_MAX_SCAN_TUPLES)],
             )
             cursor.execute(sql, params)
-            return cursor.fetchall()
+            rows = cursor.fetchall()
+            # The rest of a caller's transaction plans with sorts again.
+            cursor.execute("RESET enable_sort")
+            return rows
 
 
 def chunk_search(
