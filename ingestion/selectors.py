@@ -220,6 +220,64 @@ def chunk_search(
     ]
 
 
+# --- training data (tuning) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DocumentText:
+    document_id: int
+    version: int
+    title: str
+    collection_id: int
+    indexed_at: object
+    sections: list[tuple[str, str]]  # (heading, text) per chunk, in reading order
+
+
+def current_document_texts(*, collection_ids: Iterable[int]) -> list[DocumentText]:
+    """The indexed text of every current document in `collection_ids`, with its version.
+
+    For building an access profile's training set: the caller (tuning, for an administrator
+    who may manage adapters) passes exactly the profile's collections. Only what search could
+    return today is included: fresh documents, at their indexed version.
+    """
+    ids = sorted(set(collection_ids))
+    if not ids:
+        return []
+    documents = list(
+        Document.objects.filter(_fresh(timezone.now()), collection_id__in=ids)
+        .order_by("collection_id", "title", "pk")
+        .only("pk", "title", "collection_id", "indexed_version", "indexed_at")
+    )
+    sections: dict[int, list[tuple[str, str]]] = {d.pk: [] for d in documents}
+    rows = (
+        Chunk.objects.filter(document_id__in=list(sections), collection_id__in=ids)
+        .filter(version=F("document__indexed_version"))
+        .order_by("document_id", "ordinal")
+        .values_list("document_id", "heading", "text")
+    )
+    for document_id, heading, text in rows:
+        sections[document_id].append((heading, text))
+    return [
+        DocumentText(
+            document_id=d.pk,
+            version=d.indexed_version,
+            title=d.title,
+            collection_id=d.collection_id,
+            indexed_at=d.indexed_at,
+            sections=sections[d.pk],
+        )
+        for d in documents
+        if sections[d.pk]
+    ]
+
+
+def documents_current(*, document_ids: Iterable[int]) -> QuerySet[Document]:
+    """Which of `document_ids` are current now (fresh), whoever reads them (tuning's staleness)."""
+    return Document.objects.filter(_fresh(timezone.now()), pk__in=list(document_ids)).only(
+        "pk", "version", "indexed_version", "collection_id"
+    )
+
+
 # --- administration ---------------------------------------------------------------------------
 
 

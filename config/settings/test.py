@@ -44,3 +44,11 @@ CHAT_RATE_PER_MINUTE = 1000
 
 LOGGING["handlers"]["stdout"]["formatter"] = "console"
 LOGGING["root"]["level"] = "WARNING"
+
+# Adapters trained by tests, and short training/evaluation runs.
+LLM_ADAPTER_DIR = BASE_DIR / "var" / "test-adapters"
+TUNING_MAX_STEPS = 12
+TUNING_EVAL_QUESTIONS = 4
+TUNING_LEAK_PROBE_QUESTIONS = 4
+TUNING_EVAL_MAX_NEW_TOKENS = 24
+TUNING_LEASE_SECONDS = 30
