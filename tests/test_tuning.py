@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -24,7 +25,7 @@ from tuning.models import Adapter, AdapterDocument, RoleStrategy, TrainingExampl
 from tuning.selectors import adapter_for_user, adapter_unservable_documents
 
 pytestmark = pytest.mark.django_db(transaction=True)
-MANIFEST = json.loads(open("demo/manifest.json").read())
+MANIFEST = json.loads(Path("demo/manifest.json").read_text())
 QUESTION = "What is the highest discount I can give a dealer without approval from the VP Sales?"
 
 
@@ -108,7 +109,7 @@ def test_adapter_refused_for_users_missing_training_documents_and_unknown_profil
     # nora has no role at all, hana's profile has no adapter: unknown profile.
     for name in ("nora", "hana"):
         assert adapter_for_user(user=user(name)).adapter is None
-    events, entry = ask("hana")
+    _events, entry = ask("hana")
     assert entry.route == "rag"
     assert "No active adapter for your access profile" in entry.route_reason
 
@@ -118,7 +119,7 @@ def test_revoking_a_collection_from_the_role_refuses_the_adapter_on_the_next_que
     RoleStrategy.objects.create(role=Group.objects.get(name="Sales"), strategy="tuned")
     assert ask("sam")[1].route == "tuned"
     Collection.objects.get(slug="sales").readers.remove(Group.objects.get(name="Sales"))
-    events, entry = ask("sam")
+    _events, entry = ask("sam")
     assert entry.route == "rag"
     assert "training documents of " + adapter.label in entry.route_reason
     assert "not readable by you or have changed" in entry.route_reason
@@ -141,7 +142,7 @@ def test_a_new_version_of_a_training_document_makes_the_adapter_stale_and_routes
     adapter.refresh_from_db()
     assert adapter.state == Adapter.State.STALE
     assert "has a new version" in adapter.state_reason
-    events, entry = ask("sam")
+    _events, entry = ask("sam")
     assert entry.route == "rag"
 
 
@@ -210,7 +211,7 @@ def test_auto_strategy_sends_evidence_from_newer_documents_to_rag(demo):
 
 def test_auto_strategy_picks_the_cheaper_adapter_when_both_can_answer(demo):
     registered_adapter(accuracy=0.9)
-    events, entry = ask("sam")
+    _events, entry = ask("sam")
     assert entry.route == "tuned", entry.route_reason
     assert "the adapter is cheaper" in entry.route_reason
 
@@ -237,7 +238,7 @@ def test_role_strategy_rag_keeps_retrieval_even_with_an_eligible_adapter(demo):
     services.role_strategy_set(
         actor=user("admin"), role=Group.objects.get(name="Sales"), strategy="rag"
     )
-    events, entry = ask("sam")
+    _events, entry = ask("sam")
     assert (
         entry.route == "rag" and entry.route_reason == "The role's routing strategy is retrieval."
     )
