@@ -10,5 +10,6 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("ingestion.urls")),
     path("", include("assistant.urls")),
+    path("", include("tuning.urls")),
     path("django-admin/", admin.site.urls),
 ]

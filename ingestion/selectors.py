@@ -233,7 +233,9 @@ class DocumentText:
     sections: list[tuple[str, str]]  # (heading, text) per chunk, in reading order
 
 
-def current_document_texts(*, collection_ids: Iterable[int]) -> list[DocumentText]:
+def current_document_texts(
+    *, collection_ids: Iterable[int], max_per_collection: int | None = None
+) -> list[DocumentText]:
     """The indexed text of every current document in `collection_ids`, with its version.
 
     For building an access profile's training set: the caller (tuning, for an administrator
@@ -248,6 +250,14 @@ def current_document_texts(*, collection_ids: Iterable[int]) -> list[DocumentTex
         .order_by("collection_id", "title", "pk")
         .only("pk", "title", "collection_id", "indexed_version", "indexed_at")
     )
+    if max_per_collection is not None:
+        taken: dict[int, int] = {}
+        kept = []
+        for d in documents:
+            taken[d.collection_id] = taken.get(d.collection_id, 0) + 1
+            if taken[d.collection_id] <= max_per_collection:
+                kept.append(d)
+        documents = kept
     sections: dict[int, list[tuple[str, str]]] = {d.pk: [] for d in documents}
     rows = (
         Chunk.objects.filter(document_id__in=list(sections), collection_id__in=ids)

@@ -195,7 +195,8 @@ def dataset_build(*, adapter: Adapter) -> int:
     foreign_ids = Collection.objects.exclude(pk__in=adapter.collection_ids).values_list(
         "pk", flat=True
     )
-    foreign = current_document_texts(collection_ids=list(foreign_ids))
+    # A sample of each other collection is enough for the probe's few questions.
+    foreign = current_document_texts(collection_ids=list(foreign_ids), max_per_collection=20)
     own_text = "\n".join(text for t in own for _, text in t.sections)
     probe = ds.leak_probe(
         _sources(foreign),
