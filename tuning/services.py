@@ -37,7 +37,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.selectors import access_profile_for_user, access_profiles
 from accounts.services import audit_record
-from assistant.prompts import Source, build_prompt
+from assistant.prompts import Source, build_prompt, build_tuned_prompt
 from ingestion.models import Collection
 from ingestion.selectors import DocumentText, chunk_search, current_document_texts
 from tuning import dataset as ds
@@ -471,9 +471,10 @@ def adapter_evaluate(*, adapter: Adapter, model, tokenizer) -> dict:
         if ds.answer_contains(a, e.key) and not ds.answer_contains(b, e.key)
     ]
     rag_answers, rag_tokens = rag if rag else (None, [])
+    # Prompt tokens as the chat counts them for each route (assistant.prompts).
     tuned_tokens = [
-        len(tokenizer.apply_chat_template(q, tokenize=False, add_generation_prompt=True)) // 4
-        for q in questions[:n]
+        build_tuned_prompt(question=e.question, count_tokens=_counter(tokenizer)).prompt_tokens
+        for e in heldout
     ]
     return {
         "heldout": {
@@ -502,15 +503,20 @@ def adapter_evaluate(*, adapter: Adapter, model, tokenizer) -> dict:
     }
 
 
+def _counter(tokenizer):
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+
+    return count
+
+
 def _rag_answers(adapter, heldout, model, tokenizer, max_new) -> tuple[list[str], list[int]]:
     reader = _profile_reader(adapter)
     if reader is None or not heldout:
         return None
     from tuning import training
 
-    def count(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
+    count = _counter(tokenizer)
     conversations, tokens = [], []
     for example in heldout:
         hits = chunk_search(user=reader, query=example.question, k=settings.CHAT_MAX_SOURCES)

@@ -110,7 +110,8 @@ def adapter_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @manage_adapters
 @require_POST
 def role_strategy(request: HttpRequest) -> HttpResponse:
-    role = get_object_or_404(Group, pk=request.POST.get("role") or 0)
+    role_id = request.POST.get("role", "")
+    role = get_object_or_404(Group, pk=int(role_id) if role_id.isdigit() else 0)
     try:
         services.role_strategy_set(
             actor=request.user, role=role, strategy=request.POST.get("strategy", "")
