@@ -94,8 +94,8 @@ def adapter_create(
         raise ValidationError("That access profile does not exist (any more) or reads nothing.")
     if Adapter.objects.filter(profile_key=profile_key, state=Adapter.State.TRAINING).exists():
         raise ValidationError("An adapter for this profile is already training.")
-    # Serialise version numbers per profile.
-    Group.objects.select_for_update().filter(pk__in=profile.role_ids).exists()
+    # Serialise version numbers per profile (two admins clicking at once): lock its roles.
+    list(Group.objects.select_for_update().filter(pk__in=profile.role_ids).values_list("pk"))
     version = (
         Adapter.objects.filter(profile_key=profile_key).aggregate(v=Max("version"))["v"] or 0
     ) + 1

@@ -9,6 +9,7 @@ chat answers with the adapter on the local backend.
 import io
 import re
 import threading
+import time
 from io import StringIO
 from pathlib import Path
 
@@ -17,14 +18,15 @@ from django.core.management import call_command
 from playwright.sync_api import Page, expect
 
 from ingestion import services as ingestion
-from ingestion.models import Document
+from ingestion.models import Collection, Document
 from tests.browser.test_chat import sign_in
 from tuning.models import Adapter
 
 IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 QUESTION = "What is the highest discount I can give a dealer without approval from the VP Sales?"
 # The profile's training documents (Sales) and one HR document for the leak probe.
-DOCUMENTS = ("pricing-discount-policy.pdf", "salary-bands.html")
+DOCUMENTS = (("sales", "pricing-discount-policy.pdf"), ("hr", "salary-bands.html"))
+DEMO = Path(__file__).resolve().parents[2] / "demo"
 
 
 def in_thread(work) -> None:
@@ -61,14 +63,23 @@ def test_admin_trains_activates_an_adapter_employee_is_routed_to_it_until_a_docu
     settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS = 90
     settings.LLM_TIMEOUT_SECONDS = 180
     settings.LLM_MAX_NEW_TOKENS = 48
-    call_command("load_demo", stdout=StringIO())
+    call_command("load_demo", "--no-documents", stdout=StringIO())
 
     def index() -> None:
-        for name in DOCUMENTS:
-            document = Document.objects.get(original_name=name)
-            assert ingestion.document_index(document_id=document.pk, task_id="t") == "indexed"
+        for slug, name in DOCUMENTS:
+            result = ingestion.document_import_path(
+                actor=None,
+                collection=Collection.objects.get(slug=slug),
+                path=DEMO / "documents" / slug / name,
+            )
+            outcome = ingestion.document_index(document_id=result.document.pk, task_id="t")
+            assert outcome in ("indexed", "skipped")  # the worker may have been quicker
 
     in_thread(index)
+    deadline = time.monotonic() + 180
+    while Document.objects.filter(state="indexed").count() < 2:  # the worker's copy, if it won
+        assert time.monotonic() < deadline, "the demo documents were not indexed"
+        time.sleep(0.5)
 
     # The administrator trains the Sales profile's adapter and watches it.
     sign_in(page, live_asgi.url, "admin")
