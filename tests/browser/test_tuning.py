@@ -2,7 +2,7 @@
 until one of its documents changes (the README screenshot docs/img/tuning.png).
 
 Real everything: the Celery worker trains LoRA on the embedded base model (a short run: one
-Sales document, a dozen steps, so that it fits a test; bench/tuning.py measures full runs), the
+Sales document, eight steps, so that it fits a test; bench/tuning.py measures full runs), the
 chat answers with the adapter on the local backend.
 """
 
@@ -55,7 +55,7 @@ def ask(page: Page, question: str):
     return answer
 
 
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(2400)
 def test_admin_trains_activates_an_adapter_employee_is_routed_to_it_until_a_document_changes(
     celery_worker, live_asgi, page: Page, settings
 ):
@@ -85,7 +85,7 @@ def test_admin_trains_activates_an_adapter_employee_is_routed_to_it_until_a_docu
     sign_in(page, live_asgi.url, "admin")
     page.goto(live_asgi.url + "/manage/adapters/")
     section = page.locator("section.profile", has_text="Sales Operations")
-    section.get_by_label("Max steps").fill("12")
+    section.get_by_label("Max steps").fill("8")
     section.get_by_label("Learning rate").fill("0.003")
     section.get_by_role("button", name="Train a new version").click()
     expect(page.get_by_role("heading", name=re.compile("Adapter ap-"))).to_be_visible()
@@ -93,11 +93,11 @@ def test_admin_trains_activates_an_adapter_employee_is_routed_to_it_until_a_docu
     expect(page.locator("#adapter-step")).not_to_have_text("0", timeout=240_000)
     expect(page.locator("#loss-chart polyline")).to_have_attribute("points", re.compile(r"\d"))
     expect(page.locator("#adapter-state")).to_have_text(
-        "Ready (evaluated, not serving)", timeout=420_000
+        "Ready (evaluated, not serving)", timeout=1_200_000
     )
     adapter = Adapter.objects.get()
     held = adapter.metrics["heldout"]
-    # A dozen steps teach a few facts at best; a full run is measured in bench/tuning.py.
+    # Eight steps teach a few facts at best; a full run is measured in bench/tuning.py.
     assert held["adapter"] >= held["base"], held
     assert adapter.metrics["leak"]["leaks"] == 0
     expect(page.locator("#leak-probe")).to_contain_text("clean")
@@ -124,13 +124,13 @@ def test_admin_trains_activates_an_adapter_employee_is_routed_to_it_until_a_docu
 
     # One of its documents gets a new version: stale at once, the next question goes to RAG.
     def edit() -> None:
-        document = Document.objects.get(original_name="dealer-programme.docx")
-        data = b"# Lumen Partner Circle\n\nThe programme was rewritten; tiers change in 2026.\n"
+        document = Document.objects.get(collection__slug="sales")  # its training document
+        data = b"# Pricing and Discount Policy\n\nRewritten: discounts above 20% need approval.\n"
         result = ingestion.document_upload(
             actor=None,
             collection=document.collection,
             stream=io.BytesIO(data),
-            filename="dealer-programme.md",
+            filename="pricing-discount-policy.md",
             size=len(data),
             document=document,
         )
