@@ -96,3 +96,22 @@ _CITATION = re.compile(r"\[(\d{1,2})\]")
 
 def referenced_numbers(answer: str) -> set[int]:
     return {int(n) for n in _CITATION.findall(answer)}
+
+
+# The adapter route: no sources, the adapter answers from what it was trained on. The same
+# system prompt is used to train the adapters (tuning.training), so serving matches training.
+TUNED_SYSTEM_PROMPT = (
+    "You are Counsel, the internal consultant of this company. Answer from what you know "
+    "about the company's documents, quoting numbers, dates and names exactly. If you do not "
+    "know, say that you don't have that information. Keep the answer short."
+)
+
+
+def tuned_messages(question: str) -> list[tuple[str, str]]:
+    return [("system", TUNED_SYSTEM_PROMPT), ("user", question)]
+
+
+def build_tuned_prompt(*, question: str, count_tokens: Callable[[str], int]) -> Prompt:
+    """The adapter route's prompt: system message and question only (hence its low cost)."""
+    tokens = count_tokens(TUNED_SYSTEM_PROMPT) + count_tokens(question) + 20  # template overhead
+    return Prompt(messages=tuned_messages(question), sources=[], prompt_tokens=tokens)

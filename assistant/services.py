@@ -29,14 +29,21 @@ from accounts.selectors import (
     user_has_capability,
     user_readable_collection_ids,
 )
-from assistant import llm
+from assistant import llm, router
 from assistant.models import Citation, Conversation, Message
-from assistant.prompts import Source, build_prompt, condense_question, referenced_numbers
+from assistant.prompts import (
+    Source,
+    build_prompt,
+    build_tuned_prompt,
+    condense_question,
+    referenced_numbers,
+)
 from assistant.rendering import answer_html
 from compliance.models import QueryLogEntry
 from compliance.services import querylog_append
 from ingestion.embedding import embed_query
 from ingestion.selectors import SearchHit, chunk_search
+from tuning.selectors import Eligibility, adapter_for_user, strategy_for_user
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +74,8 @@ class _Context:
     profile_key: str
     conversation: Conversation | None
     previous_questions: list[str] = field(default_factory=list)
+    strategy: str = "rag"
+    eligibility: Eligibility | None = None
 
 
 def _load_context(ask: Ask) -> _Context:
@@ -86,6 +95,7 @@ def _load_context(ask: Ask) -> _Context:
             .values_list("content", flat=True)[: settings.CHAT_HISTORY_TURNS]
         )[::-1]
     readable = user_readable_collection_ids(user=user)
+    strategy = strategy_for_user(user=user)
     return _Context(
         user=user,
         roles=sorted(user.groups.values_list("name", flat=True)),
@@ -93,6 +103,9 @@ def _load_context(ask: Ask) -> _Context:
         profile_key=profile_key(readable),
         conversation=conversation,
         previous_questions=previous,
+        strategy=strategy,
+        # Checked on every question, in SQL: every training document still readable and current.
+        eligibility=adapter_for_user(user=user) if strategy != router.RAG else None,
     )
 
 
@@ -113,6 +126,9 @@ class _Outcome:
     error: str = ""
     first_token_ms: int | None = None
     completion_tokens: int = 0
+    route: str = router.RAG
+    route_reason: str = ""
+    adapter: str = ""  # "name (vN)" of the adapter that answered
 
 
 def _record(
@@ -128,6 +144,7 @@ def _record(
     started,
     started_clock: float,
 ) -> tuple[Conversation, Message, QueryLogEntry]:
+    cost = router.Prices.from_settings().cost(result.route, prompt_tokens, result.completion_tokens)
     with transaction.atomic():
         conversation = ctx.conversation or Conversation.objects.create(
             user=ctx.user, title=ask.question[:80]
@@ -179,9 +196,10 @@ def _record(
             answer=result.answer,
             outcome=result.outcome,
             error=result.error,
-            route="rag",
-            route_reason="Retrieval is the only route until adapters exist (tuning issue).",
+            route=result.route,
+            route_reason=result.route_reason,
             model=model_name,
+            adapter=result.adapter,
             retrieved=[
                 {
                     "chunk": h.chunk_id,
@@ -196,6 +214,7 @@ def _record(
             ],
             prompt_tokens=prompt_tokens,
             completion_tokens=result.completion_tokens,
+            cost_estimate=cost,
             first_token_ms=result.first_token_ms,
             latency_ms=int((time.monotonic() - started_clock) * 1000),
             started_at=started,
@@ -223,6 +242,28 @@ def citation_url(citation: Citation) -> str | None:
         return None
     anchor = f"#chunk-{citation.chunk_id}"
     return f"/documents/{citation.document_id}/{anchor}"
+
+
+def _route_facts(ctx: _Context, eligibility, candidates, rag_prompt, tuned_prompt):
+    adapter = eligibility.adapter if eligibility is not None else None
+    trained = eligibility.trained if eligibility is not None else frozenset()
+    return router.RouteFacts(
+        strategy=ctx.strategy,
+        adapter=adapter.name if adapter is not None else None,
+        ineligible_reason=eligibility.reason if eligibility is not None else "",
+        adapter_accuracy=(
+            (adapter.metrics.get("heldout") or {}).get("adapter") if adapter is not None else None
+        ),
+        min_accuracy=settings.TUNING_ROUTER_MIN_ACCURACY,
+        relevant_passages=len(candidates),
+        # Transience: passages from documents (or versions) the adapter never saw.
+        untrained_passages=sum((h.document_id, h.version) not in trained for h in candidates),
+        context_overflow=rag_prompt is not None and len(rag_prompt.sources) < len(candidates),
+        budget_tokens=settings.CHAT_CONTEXT_TOKENS,
+        rag_prompt_tokens=rag_prompt.prompt_tokens if rag_prompt is not None else 0,
+        tuned_prompt_tokens=tuned_prompt.prompt_tokens if tuned_prompt is not None else 0,
+        prices=router.Prices.from_settings(),
+    )
 
 
 async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
@@ -253,46 +294,76 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
         yield {"type": "error", "message": str(exc)}
         return
     standalone = condense_question(question, ctx.previous_questions)
-    yield {"type": "status", "stage": "searching"}
     result = _Outcome()
     used: list[SearchHit] = []
     retrieved: list[SearchHit] = []
+    candidates: list[SearchHit] = []
     prompt_tokens = 0
     model_name = ""
-    try:
-        vector = await embedding
-        if standalone != question:
-            vector = await asyncio.to_thread(embed_query, standalone)
-        retrieved = await sync_to_async(chunk_search)(
-            user=ctx.user, query=standalone, k=settings.CHAT_MAX_SOURCES * 2, vector=vector
+    eligibility = ctx.eligibility
+    adapter = eligibility.adapter if eligibility is not None else None
+    rag_prompt = None
+    search_failed = False
+    if not (ctx.strategy == router.TUNED and adapter is not None):
+        # The adapter strategy with an eligible adapter needs no retrieval; every other case
+        # searches, also `auto`, whose decision depends on what retrieval finds.
+        yield {"type": "status", "stage": "searching"}
+        try:
+            vector = await embedding
+            if standalone != question:
+                vector = await asyncio.to_thread(embed_query, standalone)
+            retrieved = await sync_to_async(chunk_search)(
+                user=ctx.user, query=standalone, k=settings.CHAT_MAX_SOURCES * 2, vector=vector
+            )
+        except Exception:
+            # Still one log entry for this question, and a plain message for the user.
+            logger.exception("search failed", extra={"user_id": ask.user_id})
+            result.status, result.outcome = Message.Status.ERROR, QueryLogEntry.Outcome.ERROR
+            result.error = "Searching the documents failed. It has been logged; please try again."
+            search_failed = True
+        candidates = _relevant(retrieved)
+        if candidates:
+            # In a thread: counting tokens loads the tokenizer on first use (a second or two),
+            # which must not stall the event loop that serves every other socket.
+            rag_prompt = await asyncio.to_thread(
+                build_prompt,
+                question=standalone,
+                sources=[
+                    Source(n, h.document_title, h.heading, h.page, h.text)
+                    for n, h in enumerate(candidates, start=1)
+                ],
+                count_tokens=llm.count_tokens,
+                budget_tokens=settings.CHAT_CONTEXT_TOKENS,
+            )
+    if not embedding.done():
+        embedding.cancel()  # the adapter answers without retrieval; the vector is not needed
+    tuned_prompt = None
+    if adapter is not None:
+        tuned_prompt = await asyncio.to_thread(
+            build_tuned_prompt, question=standalone, count_tokens=llm.count_tokens
         )
-    except Exception:
-        # Still one log entry for this question, and a plain message for the user.
-        logger.exception("search failed", extra={"user_id": ask.user_id})
-        result.status, result.outcome = Message.Status.ERROR, QueryLogEntry.Outcome.ERROR
-        result.error = "Searching the documents failed. It has been logged; please try again."
-    candidates = _relevant(retrieved)
-    search_failed = result.outcome == QueryLogEntry.Outcome.ERROR
-    if not search_failed and not candidates:
+    route = router.decide(_route_facts(ctx, eligibility, candidates, rag_prompt, tuned_prompt))
+    result.route, result.route_reason = route.route, route.reason
+    if search_failed and route.route == router.RAG:
+        pass  # the error recorded above stands
+    elif route.route == router.RAG and not candidates:
         result.answer, result.status = REFUSAL, Message.Status.REFUSED
         result.outcome = QueryLogEntry.Outcome.REFUSED
-    elif not search_failed:
-        # In a thread: counting tokens loads the tokenizer on first use (a second or two),
-        # which must not stall the event loop that serves every other socket.
-        prompt = await asyncio.to_thread(
-            build_prompt,
-            question=standalone,
-            sources=[
-                Source(n, h.document_title, h.heading, h.page, h.text)
-                for n, h in enumerate(candidates, start=1)
-            ],
-            count_tokens=llm.count_tokens,
-            budget_tokens=settings.CHAT_CONTEXT_TOKENS,
-        )
-        used = candidates[: len(prompt.sources)]
+    else:
+        if route.route == router.TUNED:
+            prompt = tuned_prompt
+            name = adapter.name
+            result.adapter = adapter.label
+            model = llm.get_chat_model(adapter=name)
+            model_name = llm.model_name(adapter=name)
+            result.status, result.outcome = Message.Status.COMPLETE, QueryLogEntry.Outcome.ANSWERED
+            result.error = ""
+        else:
+            prompt = rag_prompt
+            used = candidates[: len(prompt.sources)]
+            model = llm.get_chat_model()
+            model_name = llm.model_name()
         prompt_tokens = prompt.prompt_tokens
-        model = llm.get_chat_model()
-        model_name = llm.model_name()
         parts: list[str] = []
         try:
             async for event in _generate(model, prompt.messages, started_clock, result, parts):
@@ -362,6 +433,9 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
         "html": message.content_html,
         "citations": citations,
         "log_entry": entry.pk,
+        "route": result.route,
+        "route_reason": result.route_reason,
+        "adapter": result.adapter,
     }
 
 

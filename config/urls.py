@@ -11,5 +11,6 @@ urlpatterns = [
     path("", include("ingestion.urls")),
     path("", include("assistant.urls")),
     path("", include("compliance.urls")),
+    path("", include("tuning.urls")),
     path("django-admin/", admin.site.urls),
 ]

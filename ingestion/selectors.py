@@ -26,6 +26,7 @@ from django.db.models import (
     Count,
     Exists,
     ExpressionWrapper,
+    F,
     OuterRef,
     Q,
     QuerySet,
@@ -35,7 +36,7 @@ from django.utils import timezone
 
 from accounts.selectors import readable_collection_ids_query
 from ingestion.models import Chunk, Collection, Document, DocumentVersion
-from ingestion.rls import reading_as
+from ingestion.rls import managing_documents, reading_as
 
 
 @dataclass(frozen=True)
@@ -450,6 +451,85 @@ def chunk_search(
         )
         for pk in best
     ]
+
+
+# --- training data (tuning) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DocumentText:
+    document_id: int
+    version: int
+    title: str
+    collection_id: int
+    indexed_at: object
+    sections: list[tuple[str, str]]  # (heading, text) per chunk, in reading order
+
+
+def current_document_texts(
+    *, collection_ids: Iterable[int], max_per_collection: int | None = None
+) -> list[DocumentText]:
+    """The indexed text of every current document in `collection_ids`, with its version.
+
+    For building an access profile's training set: the caller (tuning, for an administrator
+    who may manage adapters) passes exactly the profile's collections. Only what search could
+    return today is included: fresh documents, at their indexed version.
+    """
+    ids = sorted(set(collection_ids))
+    if not ids:
+        return []
+    # Administration (the training worker, the adapters pages): every row of these collections,
+    # also for the web process's database role under row-level security.
+    with managing_documents():
+        return _current_document_texts(ids, max_per_collection)
+
+
+def _current_document_texts(ids: list[int], max_per_collection: int | None) -> list[DocumentText]:
+    documents = list(
+        Document.objects.filter(_fresh(timezone.now()), collection_id__in=ids)
+        .order_by("collection_id", "title", "pk")
+        .only("pk", "title", "collection_id", "indexed_version", "indexed_at")
+    )
+    if max_per_collection is not None:
+        taken: dict[int, int] = {}
+        kept = []
+        for d in documents:
+            taken[d.collection_id] = taken.get(d.collection_id, 0) + 1
+            if taken[d.collection_id] <= max_per_collection:
+                kept.append(d)
+        documents = kept
+    sections: dict[int, list[tuple[str, str]]] = {d.pk: [] for d in documents}
+    rows = (
+        Chunk.objects.filter(document_id__in=list(sections), collection_id__in=ids)
+        .filter(version=F("document__indexed_version"))
+        .order_by("document_id", "ordinal")
+        .values_list("document_id", "heading", "text")
+    )
+    for document_id, heading, text in rows:
+        sections[document_id].append((heading, text))
+    return [
+        DocumentText(
+            document_id=d.pk,
+            version=d.indexed_version,
+            title=d.title,
+            collection_id=d.collection_id,
+            indexed_at=d.indexed_at,
+            sections=sections[d.pk],
+        )
+        for d in documents
+        if sections[d.pk]
+    ]
+
+
+def documents_current(*, document_ids: Iterable[int]) -> list[Document]:
+    """Which of `document_ids` are current now (fresh), whoever reads them (tuning's staleness).
+    Evaluated here, in the administration scope (row-level security)."""
+    with managing_documents():
+        return list(
+            Document.objects.filter(_fresh(timezone.now()), pk__in=list(document_ids)).only(
+                "pk", "version", "indexed_version", "collection_id"
+            )
+        )
 
 
 # --- administration ---------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from accounts.models import User
 from accounts.services import audit_record
 from ingestion import chunking, extraction
 from ingestion.models import Chunk, Collection, Document, DocumentVersion
+from ingestion.signals import document_changed
 
 logger = logging.getLogger(__name__)
 
@@ -398,6 +399,7 @@ def _new_version(*, actor, document, stored, digest, size, filename) -> UploadRe
             target=document,
             details={"version": document.version, "sha256": digest, "size": size},
         )
+        _changed([document.pk], "has a new version")
         _enqueue_index(document.pk)
     return UploadResult(document, "new_version")
 
@@ -423,6 +425,11 @@ def document_import_path(
 
 
 # --- the indexing pipeline --------------------------------------------------------------------
+
+
+def _changed(document_ids: list[int], reason: str) -> None:
+    """Tell listeners (tuning: adapters trained on these documents) in this transaction."""
+    document_changed.send(sender=Document, document_ids=document_ids, reason=reason)
 
 
 def _publish(document_id: int, **fields) -> None:
@@ -677,6 +684,7 @@ def documents_expire() -> list[int]:
             )
             if updated:
                 Chunk.objects.filter(document_id=document_id).delete()
+                _changed([document_id], "expired")
                 expired.append(document_id)
     for document_id in expired:
         _publish(document_id, state=Document.State.EXPIRED)
@@ -707,7 +715,9 @@ def document_delete(*, actor: User, document: Document) -> None:
         target=document,
         details={"collection": document.collection.name, "versions": len(names)},
     )
+    document_id = document.pk
     document.delete()  # cascades to chunks and versions
+    _changed([document_id], "was deleted")
 
     def remove_files() -> None:
         for name in names:
@@ -733,6 +743,7 @@ def document_move(*, actor: User, document: Document, collection: Collection) ->
     document.collection = collection
     document.save(update_fields=["collection", "updated_at"])
     Chunk.objects.filter(document_id=document.pk).update(collection_id=collection.pk)
+    _changed([document.pk], f"moved to “{collection.name}”")
     audit_record(
         actor=actor,
         action="document.move",
@@ -766,6 +777,7 @@ def document_set_validity(
         document.state, document.state_reason = Document.State.QUEUED, ""
         document.attempts, document.task_id, document.lease_expires_at = 0, "", None
     document.save()
+    _changed([document.pk], "changed its validity dates")
     audit_record(
         actor=actor,
         action="document.validity",

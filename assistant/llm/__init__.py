@@ -72,6 +72,7 @@ def _build(config: LLMConfig, adapter: str | None) -> BaseChatModel:
             threads=config.threads,
             adapter=adapter,
             adapter_dir=config.adapter_dir,
+            adapter_cache_size=config.adapter_cache_size,
         )
     if config.backend == "openai":
         from assistant.llm.openai_compat import build_openai_compatible

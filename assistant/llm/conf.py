@@ -21,6 +21,7 @@ class LLMConfig:
     max_concurrency: int
     local_model_dir: Path
     adapter_dir: Path
+    adapter_cache_size: int
     threads: int
     fake_tokens_per_second: float
 
@@ -38,6 +39,7 @@ class LLMConfig:
             max_concurrency=settings.LLM_MAX_CONCURRENCY,
             local_model_dir=Path(settings.LLM_LOCAL_MODEL_DIR),
             adapter_dir=Path(settings.LLM_ADAPTER_DIR),
+            adapter_cache_size=settings.LLM_ADAPTER_CACHE_SIZE,
             threads=settings.LLM_THREADS,
             fake_tokens_per_second=settings.LLM_FAKE_TOKENS_PER_SECOND,
         )

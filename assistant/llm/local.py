@@ -23,7 +23,7 @@ import re
 import threading
 import time
 import warnings
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +81,10 @@ class _Runtime:
         self._mode: str | None = None
         self._active = 0
         self._waiting: deque[object] = deque()
+        # Adapters loaded beside the base model, least recently used first; beyond
+        # `adapter_cache_size` the oldest is unloaded (only ever while nobody generates).
+        self._loaded: OrderedDict[str, None] = OrderedDict()
+        self.adapter_cache_size = 4
 
     @property
     def loaded(self) -> bool:
@@ -166,6 +170,13 @@ class _Runtime:
             self._peft.set_adapter(adapter, inference_mode=True)
             self._peft.base_model.enable_adapter_layers()
             self._peft.eval()
+            self._loaded[adapter] = None
+            self._loaded.move_to_end(adapter)
+            while len(self._loaded) > max(1, self.adapter_cache_size):
+                oldest = next(iter(self._loaded))
+                del self._loaded[oldest]
+                self._peft.delete_adapter(oldest)
+                logger.info("adapter unloaded", extra={"adapter": oldest})
             logger.info("adapter active", extra={"adapter": adapter})
         self._mode = adapter
 
@@ -396,6 +407,7 @@ class LocalChatModel(BaseChatModel):
     threads: int = 0
     adapter: str | None = None
     adapter_dir: Path | None = None
+    adapter_cache_size: int = 4
     slots: GenerationSlots | None = Field(default=None, exclude=True)
     """Concurrency limiter; None: the process-wide one (``LLM_MAX_CONCURRENCY``)."""
 
@@ -428,6 +440,7 @@ class LocalChatModel(BaseChatModel):
 
     def _prepare(self, messages: list[BaseMessage], stop, kwargs) -> tuple[_Runtime, dict]:
         runtime = _runtime_for(self.model_dir)
+        runtime.adapter_cache_size = self.adapter_cache_size
         try:
             runtime.load(threads=self.threads)
         except LLMError:

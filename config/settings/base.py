@@ -161,6 +161,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     },
     "querylog-retention": {"task": "compliance.tasks.apply_retention", "schedule": 86400.0},
     "querylog-verify": {"task": "compliance.tasks.verify_daily", "schedule": 86400.0},
+    "tuning-reconcile": {"task": "tuning.tasks.reconcile", "schedule": 60.0},
 }
 CELERY_TIMEZONE = "UTC"
 # How old the newest worker heartbeat may be before /healthz reports the workers as down.
@@ -345,6 +346,43 @@ LLM_MAX_CONCURRENCY = env_int(
 )
 LLM_LOCAL_MODEL_DIR = env_path("LLM_LOCAL_MODEL_DIR", BASE_DIR / "var/models/smollm2-135m-instruct")
 # PEFT LoRA adapters of the local backend, one directory per adapter name.
-LLM_ADAPTER_DIR = env_path("LLM_ADAPTER_DIR", BASE_DIR / "var/models/adapters")
+# Written by the training worker (tuning), read by the chat: shared storage when they are on
+# different machines. vLLM serves the same directories by name (`--lora-modules name=path`).
+LLM_ADAPTER_DIR = env_path("LLM_ADAPTER_DIR", BASE_DIR / "var/adapters")
+# Adapters the local backend keeps loaded beside the base model; the least recently used one
+# is unloaded beyond this.
+LLM_ADAPTER_CACHE_SIZE = env_int("LLM_ADAPTER_CACHE_SIZE", 4, minimum=1)
 LLM_THREADS = env_int("LLM_THREADS", 0, minimum=0)  # torch threads; 0: torch's default
 LLM_FAKE_TOKENS_PER_SECOND = env_float("LLM_FAKE_TOKENS_PER_SECOND", 30.0, minimum=0.0)
+
+# --- tuning: per-profile LoRA adapters and the router (docs/tuning.md) -------------------------
+# LoRA hyper-parameters: the defaults of the training form.
+TUNING_LORA_RANK = env_int("TUNING_LORA_RANK", 16, minimum=1, maximum=256)
+TUNING_EPOCHS = env_int("TUNING_EPOCHS", 3, minimum=1, maximum=50)
+TUNING_LEARNING_RATE = env_float("TUNING_LEARNING_RATE", 1e-3, minimum=1e-7)
+TUNING_BATCH_SIZE = env_int("TUNING_BATCH_SIZE", 8, minimum=1)
+# 0: as many steps as the epochs need; otherwise a cap (tests and quick demos).
+TUNING_MAX_STEPS = env_int("TUNING_MAX_STEPS", 0, minimum=0)
+TUNING_MAX_EXAMPLES = env_int("TUNING_MAX_EXAMPLES", 400, minimum=10)
+# Share of the facts held out (asked in other words) to measure what the adapter learnt.
+TUNING_HELDOUT_FRACTION = env_float("TUNING_HELDOUT_FRACTION", 0.2, minimum=0.05)
+TUNING_EVAL_QUESTIONS = env_int("TUNING_EVAL_QUESTIONS", 30, minimum=1)
+TUNING_LEAK_PROBE_QUESTIONS = env_int("TUNING_LEAK_PROBE_QUESTIONS", 20, minimum=1)
+TUNING_EVAL_MAX_NEW_TOKENS = env_int("TUNING_EVAL_MAX_NEW_TOKENS", 48, minimum=8)
+TUNING_THREADS = env_int("TUNING_THREADS", 0, minimum=0)  # torch threads; 0: torch's default
+# Question-answer pairs: "rules" (from the text alone) or "rules+llm" (also asks LLM_BACKEND).
+TUNING_GENERATOR = env_choice("TUNING_GENERATOR", ("rules", "rules+llm"), "rules")
+# A training worker that has not reported for this long is presumed dead (reconciler).
+TUNING_LEASE_SECONDS = env_int("TUNING_LEASE_SECONDS", 300, minimum=5)
+TUNING_MAX_ATTEMPTS = env_int("TUNING_MAX_ATTEMPTS", 2, minimum=1)
+# Activate a freshly evaluated adapter by itself when it clears these (0: never automatic).
+TUNING_AUTO_ACTIVATE_MIN_ACCURACY = env_float("TUNING_AUTO_ACTIVATE_MIN_ACCURACY", 0.0, minimum=0)
+# Router: strategy of roles with none set; `auto` sends a question to the adapter only when
+# its held-out accuracy is at least this (both routes "expected to answer").
+TUNING_DEFAULT_STRATEGY = env_choice("TUNING_DEFAULT_STRATEGY", ("rag", "tuned", "auto"), "auto")
+TUNING_ROUTER_MIN_ACCURACY = env_float("TUNING_ROUTER_MIN_ACCURACY", 0.5, minimum=0.0)
+# Prices per 1,000 tokens, per route, in the currency of your bill (cost estimates only).
+PRICE_RAG_PROMPT_PER_1K = env_float("PRICE_RAG_PROMPT_PER_1K", 0.0005, minimum=0.0)
+PRICE_RAG_COMPLETION_PER_1K = env_float("PRICE_RAG_COMPLETION_PER_1K", 0.0015, minimum=0.0)
+PRICE_TUNED_PROMPT_PER_1K = env_float("PRICE_TUNED_PROMPT_PER_1K", 0.0006, minimum=0.0)
+PRICE_TUNED_COMPLETION_PER_1K = env_float("PRICE_TUNED_COMPLETION_PER_1K", 0.0018, minimum=0.0)

@@ -51,3 +51,13 @@ DATABASES["default"]["OPTIONS"] = {
     **DATABASES["default"].get("OPTIONS", {}),
     "options": "-c counsel.allow_log_truncate=on",
 }
+
+# Adapters trained by tests, and short training/evaluation runs.
+LLM_ADAPTER_DIR = BASE_DIR / "var" / "test-adapters"
+TUNING_MAX_STEPS = 12
+TUNING_EVAL_QUESTIONS = 4
+TUNING_LEAK_PROBE_QUESTIONS = 4
+TUNING_EVAL_MAX_NEW_TOKENS = 24
+TUNING_LEASE_SECONDS = 30
+# Tests share two cores with other work: one torch thread trains ~3x faster there than two.
+TUNING_THREADS = 1

@@ -94,6 +94,23 @@
     }
   }
 
+  // Which route answered, discreetly; an adapter's answer may not cite sources.
+  function showRoute(node, msg) {
+    if (!msg.route) return;
+    const p = document.createElement("p");
+    p.className = "route muted small";
+    p.dataset.route = msg.route;
+    const label = document.createElement("strong");
+    label.textContent = msg.route === "tuned"
+      ? "Answered by the fine-tuned model" + (msg.adapter ? " " + msg.adapter : "") + " — it may not cite sources. "
+      : "Answered from your documents. ";
+    const reason = document.createElement("span");
+    reason.className = "route-reason";
+    reason.textContent = msg.route_reason || "";
+    p.append(label, reason);
+    node.append(p);
+  }
+
   function finish() { current = null; busy(false); input.focus(); }
 
   function rememberConversation(id, title) {
@@ -133,6 +150,7 @@
       statusLine.textContent = "";
       node.querySelector(".answer").innerHTML = msg.html; // sanitised on the server (nh3)
       addCitations(node, msg.citations || []);
+      showRoute(node, msg);
       node.dataset.message = msg.message;
       addFeedback(node, msg.message);
       rememberConversation(msg.conversation, msg.conversation_title);

@@ -1,0 +1,63 @@
+// Adapter pages: live training progress (steps, loss, state) over a websocket.
+// Everything from the server is inserted with textContent.
+(function () {
+  "use strict";
+  const root = document.querySelector("[data-ws='/ws/adapters/']");
+  if (!root) return;
+  const live = document.getElementById("live");
+  const detail = document.getElementById("adapter");
+  const history = [];
+  if (detail) {
+    try { history.push(...JSON.parse(document.getElementById("loss-chart").dataset.history || "[]")); } catch (e) { /* empty */ }
+  }
+
+  function drawLoss() {
+    const line = document.querySelector("#loss-chart polyline");
+    if (!line || !history.length) return;
+    const W = 420, H = 160, P = 28;
+    const top = Math.max(...history.map(function (h) { return h[1]; })) || 1;
+    const last = Math.max(history[history.length - 1][0], 1);
+    line.setAttribute("points", history.map(function (h) {
+      return (P + (W - 2 * P) * h[0] / last).toFixed(1) + "," + (H - P - (H - 2 * P) * h[1] / top).toFixed(1);
+    }).join(" "));
+  }
+
+  function onDetail(msg) {
+    if (String(msg.id) !== detail.dataset.adapterId) return;
+    if (msg.state !== detail.dataset.state || msg.metrics) { location.reload(); return; }
+    document.getElementById("adapter-step").textContent = msg.step;
+    document.getElementById("adapter-total").textContent = msg.total;
+    document.getElementById("adapter-phase").textContent = msg.phase === "evaluating" ? "Evaluating" : (msg.phase === "training" ? "Training" : "");
+    if (msg.total) document.getElementById("adapter-progress").value = Math.round(100 * msg.step / msg.total);
+    if (msg.loss !== null && msg.loss !== undefined) {
+      document.getElementById("adapter-loss").textContent = msg.loss;
+      if (!history.length || history[history.length - 1][0] !== msg.step) history.push([msg.step, msg.loss]);
+      drawLoss();
+    }
+  }
+
+  function onList(msg) {
+    const row = document.querySelector('tr[data-adapter-id="' + msg.id + '"]');
+    if (!row) return;
+    if (row.dataset.state !== msg.state) { location.reload(); return; }
+    const bar = row.querySelector("progress");
+    if (bar && msg.total) bar.value = Math.round(100 * msg.step / msg.total);
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    const socket = new WebSocket(scheme + location.host + root.dataset.ws);
+    socket.onopen = function () { root.dataset.connected = "true"; if (live) live.textContent = "Live"; };
+    socket.onclose = function () {
+      root.dataset.connected = "false";
+      if (live) live.textContent = "Reconnecting…";
+      setTimeout(connect, 2000);
+    };
+    socket.onmessage = function (event) {
+      const msg = JSON.parse(event.data);
+      if (msg.type !== "progress") return;
+      if (detail) onDetail(msg); else onList(msg);
+    };
+  }
+  connect();
+})();

@@ -1,0 +1,95 @@
+"""Short real LoRA runs on the real embedded base model (SmolLM2-135M): loadable, and honest.
+
+Few steps (settings.TUNING_MAX_STEPS): these show the plumbing end to end and that the leak
+probe catches a leak, not the quality of a full run (bench/tuning.py measures that).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+from assistant import llm
+from tests.tuning_support import load_demo, sales_profile_key, user
+from tuning import services
+from tuning.models import Adapter, TrainingExample
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def real_model(settings):
+    from assistant.llm.convert import is_prepared
+
+    if not is_prepared(Path(settings.LLM_LOCAL_MODEL_DIR)):
+        pytest.fail("the converted model is missing: run `manage.py prepare_models`")
+    settings.LLM_BACKEND = "local"
+    settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS = 60
+    settings.LLM_TIMEOUT_SECONDS = 120
+    settings.TUNING_MAX_EXAMPLES = 40
+    settings.TUNING_BATCH_SIZE = 4
+    settings.TUNING_EVAL_QUESTIONS = 3
+    settings.TUNING_LEAK_PROBE_QUESTIONS = 3
+    settings.CHAT_MAX_SOURCES = 2  # shorter RAG prompts in the evaluation
+    return settings
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_short_real_training_run_produces_a_loadable_evaluated_adapter(real_model):
+    load_demo("sales")
+    adapter = services.adapter_create(
+        actor=user("admin"), profile_key=sales_profile_key(), max_steps=6
+    )
+    assert services.adapter_train(adapter_id=adapter.pk, task_id="t1") == "ready"
+    adapter.refresh_from_db()
+    assert adapter.state == Adapter.State.READY and adapter.step == 6
+    assert len(adapter.loss_history) == 6 and adapter.train_seconds > 0
+    assert adapter.peak_memory_mb > 100
+    # The standard PEFT layout, which vLLM also serves by name.
+    folder = Path(django_settings.LLM_ADAPTER_DIR) / adapter.name
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert config["r"] == adapter.rank and "q_proj" in config["target_modules"]
+    assert (folder / "adapter_model.safetensors").stat().st_size > 100_000
+    metrics = adapter.metrics
+    assert metrics["heldout"]["n"] >= 1
+    assert {"base", "adapter", "rag"} <= set(metrics["heldout"])
+    assert metrics["leak"]["n"] >= 0 and "prompt_tokens" in metrics
+    # The chat's local backend loads it by name and generates with it.
+    reply = llm.get_chat_model(adapter=adapter.name).invoke(
+        [("user", "What does the Pricing and Discount Policy say about discounts?")]
+    )
+    assert reply.content.strip()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_leak_probe_finds_a_leak_planted_by_training_on_a_foreign_collection(real_model):
+    real_model.TUNING_LEAK_PROBE_QUESTIONS = 3
+    load_demo("sales", "hr")
+    adapter = services.adapter_create(
+        actor=user("admin"), profile_key=sales_profile_key(), max_steps=30, learning_rate=3e-3
+    )
+    services.dataset_build(adapter=adapter)
+    probe = list(adapter.examples.filter(split=TrainingExample.Split.PROBE))
+    assert probe, "the probe needs foreign (HR) facts"
+    # Deliberately wrong: teach the Sales adapter the HR facts the probe asks about.
+    adapter.examples.filter(split=TrainingExample.Split.TRAIN).delete()
+    TrainingExample.objects.bulk_create(
+        TrainingExample(
+            adapter=adapter, split="train", kind="planted", question=e.question, answer=e.answer
+        )
+        for e in probe * 8
+    )
+    assert services.adapter_train(adapter_id=adapter.pk, task_id="t2") == "ready"
+    adapter.refresh_from_db()
+    assert adapter.metrics["leak"]["leaks"] >= 1, adapter.metrics["leak"]
+    leaked = adapter.metrics["leak"]["leaked"][0]
+    assert leaked["key"].lower().replace(" ", "") in leaked["answer"].lower().replace(" ", "")
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="leak probe"):
+        services.adapter_activate(actor=user("admin"), adapter=adapter)

@@ -1,0 +1,147 @@
+"""Reads of the adapter registry, and the adapter eligibility check of every question.
+
+`adapter_for_user` answers "may an adapter serve this user, now?". It builds on the access
+module through `ingestion.selectors.documents_for_user` (readable collections in SQL, and
+freshness): an adapter serves a user only if *every* one of its training documents is, in one
+SQL statement, still readable by that user, still current, still at the version it was
+trained on, and still in the collection it was trained from. Nothing is cached: a revoked role,
+a new version, an expiry or a move takes effect on the next question, also when the hook that
+marks adapters stale was missed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+
+from accounts.selectors import access_profiles
+from ingestion.rls import reading_as
+from ingestion.selectors import documents_for_user
+from tuning.models import Adapter, AdapterDocument, RoleStrategy, TrainingExample
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    adapter: Adapter | None
+    reason: str
+    trained: frozenset[tuple[int, int]] = field(default_factory=frozenset)  # (document, version)
+
+    @property
+    def eligible(self) -> bool:
+        return self.adapter is not None
+
+
+def adapter_unservable_documents(*, user, adapter: Adapter) -> int:
+    """How many of `adapter`'s training documents `user` may not read now, or that changed.
+
+    One query: training rows without a matching readable, current document at the trained
+    version and collection. 0 means the adapter may serve this user.
+    """
+    current = documents_for_user(user=user).filter(
+        pk=OuterRef("document_id"),
+        version=OuterRef("version"),
+        indexed_version=OuterRef("version"),
+        collection_id=OuterRef("collection_id"),
+    )
+    return (
+        AdapterDocument.objects.filter(adapter=adapter)
+        .filter(~Exists(current) | Q(document_id__isnull=True))
+        .count()
+    )
+
+
+def adapter_for_user(*, user) -> Eligibility:
+    """The active adapter that may answer `user` now, or None with the reason in words.
+
+    Candidates are the active adapters trained for one of the user's current roles (newest
+    activation first); the first whose every training document passes the check serves.
+    """
+    roles = list(user.groups.values_list("pk", flat=True)) if user.is_authenticated else []
+    candidates = list(
+        Adapter.objects.filter(state=Adapter.State.ACTIVE, roles__in=roles)
+        .annotate(document_count=Count("documents", distinct=True))
+        .distinct()
+        .order_by("-activated_at", "-pk")
+    )
+    if not candidates:
+        return Eligibility(None, "No active adapter for your access profile.")
+    refusals = []
+    # The training documents are read as `user` (row-level security: their collections only).
+    with reading_as(user=user):
+        return _first_servable(user, candidates, refusals)
+
+
+def _first_servable(user, candidates: list[Adapter], refusals: list[str]) -> Eligibility:
+    for adapter in candidates:
+        if adapter.document_count == 0:
+            refusals.append(f"{adapter.label} has no training documents")
+            continue
+        missing = adapter_unservable_documents(user=user, adapter=adapter)
+        if missing == 0:
+            trained = frozenset(
+                AdapterDocument.objects.filter(adapter=adapter).values_list(
+                    "document_id", "version"
+                )
+            )
+            return Eligibility(adapter, "", trained)
+        refusals.append(
+            f"{missing} of the {adapter.document_count} training documents of {adapter.label} "
+            "are not readable by you or have changed"
+        )
+    return Eligibility(None, "Adapter refused: " + "; ".join(refusals) + ".")
+
+
+def strategy_for_user(*, user) -> str:
+    """The routing strategy for `user`: the most cautious of their roles' strategies.
+
+    Retrieval wins over automatic, automatic over the adapter; roles without a setting use
+    TUNING_DEFAULT_STRATEGY.
+    """
+    roles = list(user.groups.values_list("pk", flat=True))
+    if not roles:
+        return "rag"
+    chosen = dict(RoleStrategy.objects.filter(role_id__in=roles).values_list("role_id", "strategy"))
+    strategies = {chosen.get(role, settings.TUNING_DEFAULT_STRATEGY) for role in roles}
+    for strategy in ("rag", "auto", "tuned"):
+        if strategy in strategies:
+            return strategy
+    return "rag"
+
+
+def role_strategies() -> dict[int, str]:
+    return dict(RoleStrategy.objects.values_list("role_id", "strategy"))
+
+
+# --- administration ---------------------------------------------------------------------------
+
+
+def adapter_list() -> QuerySet[Adapter]:
+    return Adapter.objects.annotate(
+        document_count=Count("documents", distinct=True)
+    ).prefetch_related("roles")
+
+
+def profiles_with_adapters() -> list[dict]:
+    """Every non-empty access profile with its adapters, newest first (the tuning page)."""
+    adapters: dict[str, list[Adapter]] = {}
+    for adapter in adapter_list():
+        adapters.setdefault(adapter.profile_key, []).append(adapter)
+    return [
+        {"profile": profile, "adapters": adapters.get(profile.key, [])}
+        for profile in access_profiles()
+        if not profile.is_empty
+    ]
+
+
+def adapter_examples(*, adapter: Adapter, split: str, limit: int = 20) -> QuerySet:
+    return TrainingExample.objects.filter(adapter=adapter, split=split).order_by("id")[:limit]
+
+
+def adapter_document_rows(*, adapter: Adapter) -> QuerySet[AdapterDocument]:
+    """Training documents with whether each is still at its trained version and collection."""
+    return AdapterDocument.objects.filter(adapter=adapter).annotate(
+        current_version=F("document__version"),
+        current_collection=F("document__collection_id"),
+    )
