@@ -348,3 +348,10 @@ LLM_LOCAL_MODEL_DIR = env_path("LLM_LOCAL_MODEL_DIR", BASE_DIR / "var/models/smo
 LLM_ADAPTER_DIR = env_path("LLM_ADAPTER_DIR", BASE_DIR / "var/models/adapters")
 LLM_THREADS = env_int("LLM_THREADS", 0, minimum=0)  # torch threads; 0: torch's default
 LLM_FAKE_TOKENS_PER_SECOND = env_float("LLM_FAKE_TOKENS_PER_SECOND", 30.0, minimum=0.0)
+# Circuit breaker (assistant/llm/breaker.py), shared by every web process through Redis: after
+# LLM_BREAKER_FAILURES consecutive failed answers within LLM_BREAKER_WINDOW_SECONDS, questions are
+# told at once that the model is unavailable for LLM_BREAKER_COOLDOWN_SECONDS; then one question
+# is let through as a probe, and its success closes the breaker. 0 failures: no breaker.
+LLM_BREAKER_FAILURES = env_int("LLM_BREAKER_FAILURES", 5, minimum=0)
+LLM_BREAKER_WINDOW_SECONDS = env_int("LLM_BREAKER_WINDOW_SECONDS", 60, minimum=1)
+LLM_BREAKER_COOLDOWN_SECONDS = env_int("LLM_BREAKER_COOLDOWN_SECONDS", 30, minimum=1)
