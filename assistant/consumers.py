@@ -122,6 +122,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if getattr(self, "running", None) and not self.running.done():
             self.running.cancel()
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        # The protocol is JSON text; a binary frame gets the same answer as malformed JSON
+        # (the base class would raise and close the socket).
+        if text_data is None:
+            await self.send_json({"type": "error", "message": "Malformed message."})
+            return
+        await super().receive(text_data=text_data, **kwargs)
+
+    @classmethod
+    async def decode_json(cls, text_data: str):
+        try:
+            return json.loads(text_data)
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
+            return None
+
     async def receive_json(self, content, **kwargs) -> None:
         if not isinstance(content, dict):
             await self.send_json({"type": "error", "message": "Malformed message."})
@@ -135,7 +150,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         elif kind == "ping":
             await self.send_json({"type": "pong", "id": str(content.get("id", ""))[:64]})
         else:
-            await self.send_json({"type": "error", "message": f"Unknown message type {kind!r}."})
+            shown = kind if isinstance(kind, str) else type(kind).__name__
+            await self.send_json(
+                {"type": "error", "message": f"Unknown message type {shown[:40]!r}."}
+            )
 
     async def _ask(self, content: dict) -> None:
         client_id = str(content.get("id") or "")[:64]
@@ -156,7 +174,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 }
             )
             return
-        if conversation is not None and not isinstance(conversation, int):
+        # bool is an int to Python; ids are positive bigints to PostgreSQL.
+        if conversation is not None and (
+            isinstance(conversation, bool)
+            or not isinstance(conversation, int)
+            or not 0 < conversation < 2**63
+        ):
             await self.send_json({"type": "error", "id": client_id, "message": "Bad conversation."})
             return
         try:
