@@ -13,6 +13,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from accounts.capabilities import Capability
 from accounts.selectors import user_has_capability
@@ -68,7 +73,17 @@ def _redis_client() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     client = _redis_clients.get(loop)
     if client is None:
-        client = _redis_clients[loop] = aioredis.Redis.from_url(settings.REDIS_URL)
+        # Retries with backoff: after a Redis restart every pooled connection is dead, and the
+        # first command on each must reconnect instead of failing the question (faults drill,
+        # docs/operations.md).
+        client = _redis_clients[loop] = aioredis.Redis.from_url(
+            settings.REDIS_URL,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
     return client
 
 
@@ -107,6 +122,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if getattr(self, "running", None) and not self.running.done():
             self.running.cancel()
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        # The protocol is JSON text; a binary frame gets the same answer as malformed JSON
+        # (the base class would raise and close the socket).
+        if text_data is None:
+            await self.send_json({"type": "error", "message": "Malformed message."})
+            return
+        await super().receive(text_data=text_data, **kwargs)
+
+    @classmethod
+    async def decode_json(cls, text_data: str):
+        try:
+            return json.loads(text_data)
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
+            return None
+
     async def receive_json(self, content, **kwargs) -> None:
         if not isinstance(content, dict):
             await self.send_json({"type": "error", "message": "Malformed message."})
@@ -120,7 +150,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         elif kind == "ping":
             await self.send_json({"type": "pong", "id": str(content.get("id", ""))[:64]})
         else:
-            await self.send_json({"type": "error", "message": f"Unknown message type {kind!r}."})
+            shown = kind if isinstance(kind, str) else type(kind).__name__
+            await self.send_json(
+                {"type": "error", "message": f"Unknown message type {shown[:40]!r}."}
+            )
 
     async def _ask(self, content: dict) -> None:
         client_id = str(content.get("id") or "")[:64]
@@ -141,10 +174,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 }
             )
             return
-        if conversation is not None and not isinstance(conversation, int):
+        # bool is an int to Python; ids are positive bigints to PostgreSQL.
+        if conversation is not None and (
+            isinstance(conversation, bool)
+            or not isinstance(conversation, int)
+            or not 0 < conversation < 2**63
+        ):
             await self.send_json({"type": "error", "id": client_id, "message": "Bad conversation."})
             return
-        refusal = await self._limits()
+        try:
+            refusal = await self._limits()
+        except RedisError:
+            # Redis is down (restarting): refuse this question plainly; the socket stays open
+            # and the next question tries again.
+            logger.warning("chat limits unavailable", extra={"user_id": self.user_id})
+            refusal = "The chat is briefly unavailable; please ask again in a moment."
         if refusal:
             await self.send_json({"type": "error", "id": client_id, "message": refusal})
             return
@@ -180,13 +224,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def _release(self) -> None:
         key = f"counsel:chat:running:{self.user_id}"
         redis = _redis_client()
-        # Only our own lock: compare-and-delete in one step.
-        await redis.eval(
-            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end",
-            1,
-            key,
-            self.lock_token,
-        )
+        # Only our own lock: compare-and-delete in one step. Without Redis the lock expires
+        # by itself (CHAT_ANSWER_LOCK_SECONDS), or was lost with a restarted Redis.
+        try:
+            await redis.eval(
+                "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
+                "end",
+                1,
+                key,
+                self.lock_token,
+            )
+        except RedisError:
+            logger.warning("could not release the answer lock", extra={"user_id": self.user_id})
 
     async def _relay(self, ask: Ask) -> None:
         client_id = ask.client_id

@@ -393,9 +393,16 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
                 )
             )
             raise
+        except llm.LLMCircuitOpen as exc:
+            # Not sent to the model: the breaker logged its opening once, as an error.
+            logger.info("model circuit open", extra={"user_id": ask.user_id})
+            result.status, result.outcome = Message.Status.ERROR, QueryLogEntry.Outcome.ERROR
+            result.error = str(exc)
         except llm.LLMError as exc:
-            logger.warning(
-                "model failed", extra={"user_id": ask.user_id, "error": str(exc)}, exc_info=True
+            logger.error(
+                "model failed",
+                extra={"user_id": ask.user_id, "error": str(exc), "detail": exc.detail},
+                exc_info=True,
             )
             result.answer = "".join(parts)
             result.status, result.outcome = Message.Status.ERROR, QueryLogEntry.Outcome.ERROR
@@ -440,19 +447,33 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
 
 
 async def _generate(model, messages, started_clock: float, result: _Outcome, parts: list[str]):
-    """Stream the model's answer, reporting the queue position while waiting for a slot."""
+    """Stream the model's answer, reporting the queue position while waiting for a slot.
+
+    The circuit breaker is asked first: while it is open the question fails at once
+    (:class:`llm.LLMCircuitOpen`) instead of waiting for its own timeout.
+    """
+    admission = await llm.breaker_admit()
     positions: asyncio.Queue[int] = asyncio.Queue()
-    async with llm.generation_slot(on_wait=positions.put_nowait) as slot_wait:
-        async for position in slot_wait(positions):
-            yield {"type": "queued", "position": position}
-        yield {"type": "status", "stage": "answering"}
-        async for token in llm.stream_with_timeouts(
-            model,
-            messages,
-            first_token_timeout=settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS,
-            total_timeout=settings.LLM_TIMEOUT_SECONDS,
-        ):
-            if result.first_token_ms is None:
-                result.first_token_ms = int((time.monotonic() - started_clock) * 1000)
-            parts.append(token)
-            yield {"type": "token", "text": token}
+    try:
+        async with llm.generation_slot(on_wait=positions.put_nowait) as slot_wait:
+            async for position in slot_wait(positions):
+                yield {"type": "queued", "position": position}
+            yield {"type": "status", "stage": "answering"}
+            async for token in llm.stream_with_timeouts(
+                model,
+                messages,
+                first_token_timeout=settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS,
+                total_timeout=settings.LLM_TIMEOUT_SECONDS,
+            ):
+                if result.first_token_ms is None:
+                    result.first_token_ms = int((time.monotonic() - started_clock) * 1000)
+                parts.append(token)
+                yield {"type": "token", "text": token}
+    except llm.LLMError:
+        await llm.breaker_failure(admission)
+        raise
+    except BaseException:
+        # Stopped by the user or the socket closing: says nothing about the model.
+        await asyncio.shield(llm.breaker_release(admission))
+        raise
+    await llm.breaker_success(admission)

@@ -30,7 +30,9 @@ officers_only = capability_required(Capability.REVIEW_QUERYLOG)
 
 
 def _cursor(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
+    # isascii: "²".isdigit() is true, but int() refuses it; 18 digits stay within a bigint.
+    ok = value and value.isascii() and value.isdigit() and len(value) <= 18
+    return int(value) if ok else None
 
 
 @officers_only

@@ -14,6 +14,7 @@ from functools import wraps
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.http import HttpRequest, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -124,10 +125,19 @@ def document_json(document: Document) -> dict:
 def _when(value: str | None, field: str) -> datetime | None:
     if not value:
         return None
-    parsed = parse_datetime(value)
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:  # well-formed but impossible, e.g. month 13
+        parsed = None
     if parsed is None:
         raise ValidationError(f"{field} must be an ISO 8601 date-time, got {value!r}.")
     return parsed
+
+
+def _is_id(value: str) -> bool:
+    # str.isdigit() also accepts "²" and "٣", which int() and the database refuse; ids are
+    # positive bigints.
+    return value.isascii() and value.isdigit() and 0 < len(value) <= 18
 
 
 def install_size_limit(request: HttpRequest) -> None:
@@ -162,13 +172,17 @@ def documents(request: HttpRequest) -> JsonResponse:
     if request.method == "GET":
         collection = request.GET.get("collection")
         found = selectors.document_list(
-            collection_id=int(collection) if collection and collection.isdigit() else None,
+            collection_id=int(collection) if collection and _is_id(collection) else None,
             state=request.GET.get("state", ""),
         )[:500]
         return JsonResponse({"documents": [document_json(d) for d in found]})
     if request.method != "POST":
         return _error("Use GET or POST.", 405)
     install_size_limit(request)
+    try:
+        request.FILES  # noqa: B018 - parse the body here, where a malformed one gets a reason
+    except MultiPartParserError:
+        return _error("The request body is not valid multipart/form-data.", 400)
     try:
         collection_ref = request.POST.get("collection", "")
         target = request.POST.get("document", "")
@@ -179,15 +193,17 @@ def documents(request: HttpRequest) -> JsonResponse:
         }
     except ValidationError as exc:
         return _error(" ".join(exc.messages), 400)
-    document = get_object_or_404(Document, pk=target) if target.isdigit() else None
+    if "\x00" in "".join(request.POST.values()):
+        return _error("Fields may not contain NUL characters.", 400)
+    document = get_object_or_404(Document, pk=target) if _is_id(target) else None
     if document is None:
-        lookup = {"pk": collection_ref} if collection_ref.isdigit() else {"slug": collection_ref}
+        lookup = {"pk": collection_ref} if _is_id(collection_ref) else {"slug": collection_ref}
         collection = Collection.objects.filter(**lookup).first()
         if collection is None:
             return _error("Choose a collection (id or slug).", 400)
     else:
         collection = document.collection
-    if supersedes.isdigit():
+    if _is_id(supersedes):
         common["supersedes"] = get_object_or_404(Document, pk=supersedes)
     files = request.FILES.getlist("file")
     refused = request._size_limit.too_large

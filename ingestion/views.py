@@ -89,7 +89,7 @@ def document_index(request: HttpRequest) -> HttpResponse:
     collection = request.GET.get("collection", "")
     state = request.GET.get("state", "")
     documents = selectors.document_list(
-        collection_id=int(collection) if collection.isdigit() else None,
+        collection_id=int(collection) if collection.isascii() and collection.isdigit() else None,
         state=state if state in Document.State.values else "",
     )
     page = Paginator(documents, 50).get_page(request.GET.get("page"))

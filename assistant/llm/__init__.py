@@ -7,9 +7,10 @@
 - ``LLM_BACKEND=fake``: a FAKE streaming model for tests and load benchmarks (:mod:`.fake`).
 
 Callers use :func:`get_chat_model`, :func:`stream_with_timeouts` and, to queue fairly and show
-queue positions, :func:`generation_slot`; every failure arrives as an :class:`LLMError` whose
-text can be shown to the user. Importing this package is cheap: torch and the backends are
-imported when a model is first built.
+queue positions, :func:`generation_slot`; :func:`breaker_admit` and its companions keep a
+circuit breaker shared through Redis (:mod:`.breaker`). Every failure arrives as an
+:class:`LLMError` whose text can be shown to the user. Importing this package is cheap:
+torch and the backends are imported when a model is first built.
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
+from assistant.llm.breaker import (
+    Admission,
+    LLMCircuitOpen,
+    breaker_admit,
+    breaker_failure,
+    breaker_release,
+    breaker_state,
+    breaker_success,
+)
 from assistant.llm.conf import LLMConfig
 from assistant.llm.errors import LLMError, LLMTimeout, LLMUnavailable
 from assistant.llm.slots import GenerationSlots, SlotWait, generation_slot, get_generation_slots
@@ -28,12 +38,19 @@ if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
 __all__ = [
+    "Admission",
     "GenerationSlots",
+    "LLMCircuitOpen",
     "LLMError",
     "LLMTimeout",
     "LLMUnavailable",
     "SlotWait",
     "StreamStats",
+    "breaker_admit",
+    "breaker_failure",
+    "breaker_release",
+    "breaker_state",
+    "breaker_success",
     "count_tokens",
     "generation_slot",
     "get_chat_model",

@@ -386,3 +386,11 @@ PRICE_RAG_PROMPT_PER_1K = env_float("PRICE_RAG_PROMPT_PER_1K", 0.0005, minimum=0
 PRICE_RAG_COMPLETION_PER_1K = env_float("PRICE_RAG_COMPLETION_PER_1K", 0.0015, minimum=0.0)
 PRICE_TUNED_PROMPT_PER_1K = env_float("PRICE_TUNED_PROMPT_PER_1K", 0.0006, minimum=0.0)
 PRICE_TUNED_COMPLETION_PER_1K = env_float("PRICE_TUNED_COMPLETION_PER_1K", 0.0018, minimum=0.0)
+
+# Circuit breaker (assistant/llm/breaker.py), shared by every web process through Redis: after
+# LLM_BREAKER_FAILURES consecutive failed answers within LLM_BREAKER_WINDOW_SECONDS, questions are
+# told at once that the model is unavailable for LLM_BREAKER_COOLDOWN_SECONDS; then one question
+# is let through as a probe, and its success closes the breaker. 0 failures: no breaker.
+LLM_BREAKER_FAILURES = env_int("LLM_BREAKER_FAILURES", 5, minimum=0)
+LLM_BREAKER_WINDOW_SECONDS = env_int("LLM_BREAKER_WINDOW_SECONDS", 60, minimum=1)
+LLM_BREAKER_COOLDOWN_SECONDS = env_int("LLM_BREAKER_COOLDOWN_SECONDS", 30, minimum=1)

@@ -41,6 +41,10 @@ LLM_MAX_CONCURRENCY = 4
 LLM_FIRST_TOKEN_TIMEOUT_SECONDS = 2.0
 LLM_TIMEOUT_SECONDS = 10.0
 CHAT_RATE_PER_MINUTE = 1000
+# Many tests make the fake model fail on purpose ([[fake:error]], [[fake:hang]]); a breaker
+# shared through Redis would carry those failures into later tests. The breaker's own tests
+# (tests/test_faults.py) turn it on.
+LLM_BREAKER_FAILURES = 0
 
 LOGGING["handlers"]["stdout"]["formatter"] = "console"
 LOGGING["root"]["level"] = "WARNING"
