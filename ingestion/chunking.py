@@ -145,7 +145,28 @@ def _fit(text: str, budget: int, tokenizer: PreTrainedTokenizerBase) -> list[str
             if take == 1 or _count(tokenizer, piece) <= budget:
                 break
             take -= max(1, take // 8)
-        if piece.strip():
+        if not piece.strip():
+            pass
+        elif _count(tokenizer, piece) <= budget:
             pieces.append(piece.strip())
+        else:
+            # One token of the whole text that needs more tokens on its own ("a0" inside
+            # "a0s" is one WordPiece, alone it is two): cut it by characters.
+            pieces.extend(_fit_characters(piece.strip(), budget, tokenizer))
         start = end
     return pieces
+
+
+def _fit_characters(text: str, budget: int, tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """`text` cut by characters into pieces of at most `budget` tokens (a character each at
+    worst; for the rare word that no token boundary can cut small enough)."""
+    pieces: list[str] = []
+    current = ""
+    for char in text:
+        if current and _count(tokenizer, current + char) > budget:
+            pieces.append(current)
+            current = ""
+        current += char
+    if current.strip():
+        pieces.append(current)
+    return [p.strip() for p in pieces if p.strip()]

@@ -232,3 +232,17 @@ def test_the_document_viewer_shows_each_overlap_once(tokenizer):
     ]
     assert " ".join(" ".join(shown).split()) == " ".join(text.split())
     assert overlap_length("completely different text here", "nothing in common at all") == 0
+
+
+def test_a_word_that_no_token_boundary_can_cut_small_enough_is_cut_by_characters(tokenizer):
+    """Found by tests/test_fuzz.py: "a0s" is two WordPiece tokens, but "a0" alone is two as
+    well, so a budget of one token needs a cut inside a token."""
+    chunks = chunk_sections(
+        [Section(text="A0S", heading="", page=None)],
+        title="",
+        tokenizer=tokenizer,
+        max_tokens=1,
+        overlap_tokens=0,
+    )
+    assert "".join(c.text for c in chunks) == "A0S"
+    assert all(tokens(tokenizer, c.text) <= 1 for c in chunks)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import unicodedata
 from pathlib import Path
 
@@ -37,7 +38,9 @@ FUZZ = settings(
     max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    derandomize=False,
+    # The same examples on every run, so that CI is reproducible: a failure is a bug, not bad
+    # luck. Explore new inputs locally with HYPOTHESIS_EXPLORE=1 (docs/development.md).
+    derandomize=not os.environ.get("HYPOTHESIS_EXPLORE"),
 )
 LIMITS = Limits(max_bytes=256 * 1024, max_text_chars=200_000, max_pages=20)
 
