@@ -17,6 +17,8 @@ Markers anywhere in the prompt change its behaviour, to test the failure paths:
 - ``[[fake:hang]]``  never sends a token (a server that accepted the request and hangs);
 - ``[[fake:stall]]`` sends one token, then hangs;
 - ``[[fake:error]]`` raises :class:`LLMUnavailable` at once;
+- ``[[fake:long]]`` repeats its answer up to ``max_new_tokens`` (an answer as long as a real
+  model's longest: the load benchmark's streams);
 - ``[[fake:endless]]`` ignores ``max_new_tokens`` and streams its answer over and over, without
   end (a server that ignores the token limit: the chat service must cut it).
 """
@@ -44,6 +46,7 @@ HANG = "[[fake:hang]]"
 STALL = "[[fake:stall]]"
 ERROR = "[[fake:error]]"
 ENDLESS = "[[fake:endless]]"
+LONG = "[[fake:long]]"
 
 _WORD = re.compile(r"\S+\s*")
 _SOURCE_LINE = re.compile(r"^\[(\d{1,3})\][^\n]*", re.MULTILINE)
@@ -97,14 +100,13 @@ class FakeStreamingChatModel(BaseChatModel):
             raise LLMUnavailable(detail="fake model: error marker in the prompt")
         mode = "hang" if HANG in prompt else "stall" if STALL in prompt else "normal"
         words = _WORD.findall(self.reply_for(messages))
+        if ENDLESS in prompt or LONG in prompt:
+            words[-1] = words[-1].rstrip() + " "  # a repeated answer stays words
         if ENDLESS in prompt:
-            return (
-                itertools.cycle([*words[:-1], words[-1].rstrip() + " "]),
-                "length",
-                len(_WORD.findall(prompt)),
-                "normal",
-            )
+            return itertools.cycle(words), "length", len(_WORD.findall(prompt)), "normal"
         limit = int(kwargs.get("max_new_tokens", self.max_new_tokens))
+        if LONG in prompt:
+            words = list(itertools.islice(itertools.cycle(words), limit + 1))
         reason = "length" if len(words) > limit else "stop"
         return words[:limit], reason, len(_WORD.findall(prompt)), mode
 

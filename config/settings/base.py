@@ -299,6 +299,8 @@ CHAT_SOCKET_TTL_SECONDS = env_int("CHAT_SOCKET_TTL_SECONDS", 90, minimum=10)
 # An answer is cut after this many streamed tokens, whatever the model backend does with its
 # own LLM_MAX_NEW_TOKENS (a backend or server that ignores it cannot stream forever).
 CHAT_MAX_ANSWER_TOKENS = env_int("CHAT_MAX_ANSWER_TOKENS", 512, minimum=16)
+# Redis connections per web process for the chat's limits (more callers wait for one).
+CHAT_REDIS_CONNECTIONS = env_int("CHAT_REDIS_CONNECTIONS", 50, minimum=2)
 
 # --- compliance -------------------------------------------------------------------------------
 # Query-log entries older than this many days are removed daily through the privileged purge
