@@ -467,7 +467,10 @@ def chart(payload: dict, path: Path) -> None:
     rss_max = max(s["server_rss_mib"] for s in samples) * 1.1
     model = payload["model_ttft_ms"]["p50"]
     timeline = sorted(
-        (t, ms - model) for v in payload["first_token_timeline"].values() for t, ms in v
+        (t, ms - model)
+        for phase, v in payload["first_token_timeline"].items()
+        if phase != "warm-up"  # the first questions load the embedding model
+        for t, ms in v
     )
     windows = []
     for start in range(0, int(t_max), 10):
@@ -503,6 +506,16 @@ def chart(payload: dict, path: Path) -> None:
         for n, v in ramp
     )
     bottom = height - pad
+    starts: dict[str, float] = {}
+    for sample in samples:
+        starts.setdefault(sample["phase"], sample["t"] - SAMPLE_SECONDS)
+    marks = "".join(
+        f'<line x1="{x1(t):.1f}" y1="{pad}" x2="{x1(t):.1f}" y2="{bottom}" stroke="#ccc" '
+        f'stroke-dasharray="3,3"/><text x="{x1(t) + 2:.1f}" y="{pad + 10 + 11 * (i % 2)}" '
+        f'fill="#666" font-size="9">{phase}</text>'
+        for i, (phase, t) in enumerate(starts.items())
+        if phase != "warm-up"
+    )
     rss_top, lat_top = rss_max / 1.1, lat_max / 1.1
     ticks = "".join(
         f'<text x="{x2(n):.1f}" y="{bottom + 16}" text-anchor="middle">{n}</text>' for n, _ in ramp
@@ -513,7 +526,7 @@ font-family="sans-serif" font-size="11">
 <text x="{pad}" y="20" font-size="13">Over time: server RSS (MiB, blue, max {rss_top:.0f}) \
 and server-added first-token p95 per 10 s (ms, red, max {lat_top:.0f})</text>
 <line x1="{pad}" y1="{bottom}" x2="{pad + panel}" y2="{bottom}" stroke="#888"/>
-<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{bottom}" stroke="#888"/>
+<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{bottom}" stroke="#888"/>{marks}
 <polyline points="{rss}" fill="none" stroke="#2a6fb5" stroke-width="1.5"/>
 <polyline points="{p95}" fill="none" stroke="#b5482a" stroke-width="1.5"/>
 <text x="{pad}" y="{bottom + 16}">0 s</text>
