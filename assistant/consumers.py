@@ -69,21 +69,49 @@ logger = logging.getLogger(__name__)
 _redis_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+# Close codes the browser explains (static/js/chat.js) instead of reconnecting at once.
+CLOSE_TOO_MANY_SOCKETS = 4409
+CLOSE_FLOOD = 4429
+
+# Open sockets per user: a sorted set of socket tokens scored by when each entry expires, so a
+# node that dies without saying goodbye leaks nothing beyond CHAT_SOCKET_TTL_SECONDS. Redis's own
+# clock decides, so the nodes' clocks need not agree.
+_CLAIM_SOCKET = """
+local now = tonumber(redis.call('TIME')[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+_REFRESH_SOCKET = """
+local now = tonumber(redis.call('TIME')[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
 def _redis_client() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     client = _redis_clients.get(loop)
     if client is None:
-        # Retries with backoff: after a Redis restart every pooled connection is dead, and the
-        # first command on each must reconnect instead of failing the question (faults drill,
-        # docs/operations.md).
-        client = _redis_clients[loop] = aioredis.Redis.from_url(
+        # A blocking pool: with a thousand sockets connecting or closing at once, calls wait
+        # for a free connection instead of failing with "Too many connections" (bench/load.py
+        # found that with redis-py's default pool of 100). Retries with backoff: after a Redis
+        # restart every pooled connection is dead, and the first command on each must
+        # reconnect instead of failing the question (faults drill, docs/operations.md).
+        pool = aioredis.BlockingConnectionPool.from_url(
             settings.REDIS_URL,
+            max_connections=settings.CHAT_REDIS_CONNECTIONS,
+            timeout=10,
             socket_connect_timeout=2,
             socket_timeout=5,
             health_check_interval=30,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
+        client = _redis_clients[loop] = aioredis.Redis(connection_pool=pool)
     return client
 
 
@@ -91,7 +119,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     """The chat socket: authenticates, parses frames, enforces limits, relays the service.
 
     Protocol: docs/chat-protocol.md. Limits are per user across all their sockets and all web
-    nodes (kept in Redis): questions per minute, and one running answer at a time.
+    nodes (kept in Redis): open sockets, questions per minute, and one running answer at a time;
+    per socket (kept here): frame size and frames per second.
     """
 
     # The answer is produced in the process that holds the socket and sent straight to it, so
@@ -114,19 +143,90 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.running: asyncio.Task | None = None
         self.running_id = ""
         self.lock_token = uuid.uuid4().hex
+        self.closing = False
+        self.frame_budget = float(settings.CHAT_FRAME_BURST)
+        self.frame_clock = time.monotonic()
+        self.sockets_key = f"counsel:chat:sockets:{self.user_id}"
+        # Accepted before the socket count is checked: a refusal during the handshake reaches a
+        # browser as a bare 1006, while a close code after accept lets the page say why.
         await self.accept()
+        self.socket_claimed = bool(
+            await _redis_client().eval(
+                _CLAIM_SOCKET,
+                1,
+                self.sockets_key,
+                self.lock_token,
+                settings.CHAT_SOCKET_TTL_SECONDS,
+                settings.CHAT_MAX_SOCKETS_PER_USER,
+            )
+        )
+        if not self.socket_claimed:
+            await self._refuse(
+                CLOSE_TOO_MANY_SOCKETS,
+                f"You have {settings.CHAT_MAX_SOCKETS_PER_USER} chat windows open already; close "
+                "one, then reload this page.",
+            )
+            return
+        self.keepalive = asyncio.create_task(self._keep_socket_counted())
         await self.send_json({"type": "hello", "max_chars": settings.CHAT_MAX_MESSAGE_CHARS})
+
+    async def _keep_socket_counted(self) -> None:
+        redis = _redis_client()
+        ttl = settings.CHAT_SOCKET_TTL_SECONDS
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                await redis.eval(_REFRESH_SOCKET, 1, self.sockets_key, self.lock_token, ttl)
+            except Exception:  # Redis away for a moment: the next round tries again
+                logger.warning("could not refresh a chat socket's entry", exc_info=True)
+
+    async def _refuse(self, code: int, message: str) -> None:
+        self.closing = True
+        await self.send_json({"type": "error", "message": message, "fatal": True})
+        await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
         # A closed tab stops its answer: no model time is spent for nobody.
         if getattr(self, "running", None) and not self.running.done():
             self.running.cancel()
+        if getattr(self, "keepalive", None):
+            self.keepalive.cancel()
+        if getattr(self, "socket_claimed", False):
+            try:
+                await _redis_client().zrem(self.sockets_key, self.lock_token)
+            except Exception:  # the entry expires by itself (CHAT_SOCKET_TTL_SECONDS)
+                logger.warning("could not remove a closed chat socket's entry", exc_info=True)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
-        # The protocol is JSON text; a binary frame gets the same answer as malformed JSON
-        # (the base class would raise and close the socket).
+        """Size and rate limits, checked before a frame is parsed."""
+        if self.closing:
+            return
+        now = time.monotonic()
+        self.frame_budget = min(
+            float(settings.CHAT_FRAME_BURST),
+            self.frame_budget + (now - self.frame_clock) * settings.CHAT_FRAMES_PER_SECOND,
+        )
+        self.frame_clock = now
+        if self.frame_budget < 1:
+            await self._refuse(
+                CLOSE_FLOOD, "Too many messages were sent too quickly; reload the page to go on."
+            )
+            return
+        self.frame_budget -= 1
         if text_data is None:
-            await self.send_json({"type": "error", "message": "Malformed message."})
+            await self.send_json(
+                {"type": "error", "message": "Only JSON text frames are accepted."}
+            )
+            return
+        limit = settings.CHAT_MAX_FRAME_BYTES
+        if len(text_data) > limit or len(text_data.encode()) > limit:
+            await self.send_json(
+                {
+                    "type": "error",
+                    "message": f"Messages are limited to {limit} bytes of JSON text; this one "
+                    "was ignored.",
+                }
+            )
             return
         await super().receive(text_data=text_data, **kwargs)
 

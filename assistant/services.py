@@ -52,6 +52,10 @@ REFUSAL = (
     "or ask someone who owns that information."
 )
 SAVE_FAILED = "Your answer could not be recorded, so it is not shown. Please ask again."
+CUT_NOTE = "\n\n(The answer was cut here: answers are limited to {tokens} tokens.)"
+# A streamed piece is one token for our streaming backends; a backend sending huge pieces is cut
+# by characters as well (no real token averages this many).
+_MAX_CHARS_PER_TOKEN = 8
 
 
 class ChatRefused(Exception):
@@ -129,6 +133,7 @@ class _Outcome:
     route: str = router.RAG
     route_reason: str = ""
     adapter: str = ""  # "name (vN)" of the adapter that answered
+    truncated: bool = False
 
 
 def _record(
@@ -443,6 +448,7 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
         "route": result.route,
         "route_reason": result.route_reason,
         "adapter": result.adapter,
+        "truncated": result.truncated,
     }
 
 
@@ -459,16 +465,32 @@ async def _generate(model, messages, started_clock: float, result: _Outcome, par
             async for position in slot_wait(positions):
                 yield {"type": "queued", "position": position}
             yield {"type": "status", "stage": "answering"}
-            async for token in llm.stream_with_timeouts(
+            # The backend is told LLM_MAX_NEW_TOKENS, but the cap is enforced here as well: a
+            # model server that ignores it must not stream (and hold a slot) for ever.
+            max_tokens = settings.CHAT_MAX_ANSWER_TOKENS
+            pieces = chars = 0
+            stream = llm.stream_with_timeouts(
                 model,
                 messages,
                 first_token_timeout=settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS,
                 total_timeout=settings.LLM_TIMEOUT_SECONDS,
-            ):
-                if result.first_token_ms is None:
-                    result.first_token_ms = int((time.monotonic() - started_clock) * 1000)
-                parts.append(token)
-                yield {"type": "token", "text": token}
+            )
+            try:
+                async for token in stream:
+                    if result.first_token_ms is None:
+                        result.first_token_ms = int((time.monotonic() - started_clock) * 1000)
+                    parts.append(token)
+                    yield {"type": "token", "text": token}
+                    pieces, chars = pieces + 1, chars + len(token)
+                    if pieces >= max_tokens or chars >= max_tokens * _MAX_CHARS_PER_TOKEN:
+                        result.truncated = True
+                        break
+            finally:
+                await stream.aclose()  # closes the model's stream: a local generation stops
+            if result.truncated:
+                note = CUT_NOTE.format(tokens=max_tokens)
+                parts.append(note)
+                yield {"type": "token", "text": note}
     except llm.LLMError:
         await llm.breaker_failure(admission)
         raise

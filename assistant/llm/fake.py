@@ -16,16 +16,21 @@ Markers anywhere in the prompt change its behaviour, to test the failure paths:
 
 - ``[[fake:hang]]``  never sends a token (a server that accepted the request and hangs);
 - ``[[fake:stall]]`` sends one token, then hangs;
-- ``[[fake:error]]`` raises :class:`LLMUnavailable` at once.
+- ``[[fake:error]]`` raises :class:`LLMUnavailable` at once;
+- ``[[fake:long]]`` repeats its answer up to ``max_new_tokens`` (an answer as long as a real
+  model's longest: the load benchmark's streams);
+- ``[[fake:endless]]`` ignores ``max_new_tokens`` and streams its answer over and over, without
+  end (a server that ignores the token limit: the chat service must cut it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -40,6 +45,8 @@ from assistant.llm.errors import LLMUnavailable
 HANG = "[[fake:hang]]"
 STALL = "[[fake:stall]]"
 ERROR = "[[fake:error]]"
+ENDLESS = "[[fake:endless]]"
+LONG = "[[fake:long]]"
 
 _WORD = re.compile(r"\S+\s*")
 _SOURCE_LINE = re.compile(r"^\[(\d{1,3})\][^\n]*", re.MULTILINE)
@@ -84,14 +91,22 @@ class FakeStreamingChatModel(BaseChatModel):
         parts.append(f"Sources: {'; '.join(sources)}" if sources else "Sources: none")
         return " ".join(parts)
 
-    def _plan(self, messages: list[BaseMessage], kwargs: dict) -> tuple[list[str], str, int, str]:
+    def _plan(
+        self, messages: list[BaseMessage], kwargs: dict
+    ) -> tuple[Iterable[str], str, int, str]:
         _received.append([(m.type, m.text) for m in messages])
         prompt = "\n".join(m.text for m in messages)
         if ERROR in prompt:
             raise LLMUnavailable(detail="fake model: error marker in the prompt")
         mode = "hang" if HANG in prompt else "stall" if STALL in prompt else "normal"
         words = _WORD.findall(self.reply_for(messages))
+        if ENDLESS in prompt or LONG in prompt:
+            words[-1] = words[-1].rstrip() + " "  # a repeated answer stays words
+        if ENDLESS in prompt:
+            return itertools.cycle(words), "length", len(_WORD.findall(prompt)), "normal"
         limit = int(kwargs.get("max_new_tokens", self.max_new_tokens))
+        if LONG in prompt:
+            words = list(itertools.islice(itertools.cycle(words), limit + 1))
         reason = "length" if len(words) > limit else "stop"
         return words[:limit], reason, len(_WORD.findall(prompt)), mode
 

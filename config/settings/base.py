@@ -286,6 +286,22 @@ CHAT_HISTORY_TURNS = env_int("CHAT_HISTORY_TURNS", 3, minimum=0)
 CHAT_STREAM_FLUSH_MS = env_int("CHAT_STREAM_FLUSH_MS", 50, minimum=10)
 # At most one running answer per user; the lock expires by itself after this long.
 CHAT_ANSWER_LOCK_SECONDS = env_int("CHAT_ANSWER_LOCK_SECONDS", 180, minimum=10)
+# Abuse limits (docs/chat-protocol.md, "Limits"). A frame is one websocket message as received;
+# the web server refuses larger ones at the protocol level too (--ws-max-size 65536).
+CHAT_MAX_FRAME_BYTES = env_int("CHAT_MAX_FRAME_BYTES", 16_384, minimum=1024)
+# Frames per socket: a burst of this many, then this many per second (a token bucket kept in the
+# process; the browser sends a handful per question). A socket that empties it is closed (4429).
+CHAT_FRAME_BURST = env_int("CHAT_FRAME_BURST", 30, minimum=5)
+CHAT_FRAMES_PER_SECOND = env_float("CHAT_FRAMES_PER_SECOND", 2.0, minimum=0.1)
+# Open chat sockets per user across all web nodes, counted in Redis; each socket's entry expires
+# after CHAT_SOCKET_TTL_SECONDS unless its server refreshes it, so a crashed node leaks nothing.
+CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 5, minimum=1)
+CHAT_SOCKET_TTL_SECONDS = env_int("CHAT_SOCKET_TTL_SECONDS", 90, minimum=10)
+# An answer is cut after this many streamed tokens, whatever the model backend does with its
+# own LLM_MAX_NEW_TOKENS (a backend or server that ignores it cannot stream forever).
+CHAT_MAX_ANSWER_TOKENS = env_int("CHAT_MAX_ANSWER_TOKENS", 512, minimum=16)
+# Redis connections per web process for the chat's limits (more callers wait for one).
+CHAT_REDIS_CONNECTIONS = env_int("CHAT_REDIS_CONNECTIONS", 50, minimum=2)
 
 # --- compliance -------------------------------------------------------------------------------
 # Query-log entries older than this many days are removed daily through the privileged purge

@@ -197,6 +197,14 @@
         showBanner("You are signed out or may not use the chat. Reload the page.", "error");
         return;
       }
+      if (event.code === 4409) {
+        showBanner("Too many chat windows are open for your account. Close one, then reload this page.", "error");
+        return;
+      }
+      if (event.code === 4429) {
+        showBanner("Too many messages were sent too quickly. Reload the page to go on.", "error");
+        return;
+      }
       showBanner("Connection lost — reconnecting…", "warn");
       setTimeout(connect, delay);
       delay = Math.min(delay * 2, 15000);
