@@ -103,7 +103,7 @@ def celery_worker(django_db_setup):
     )
     try:
         deadline = time.monotonic() + 60
-        while not app.control.ping(destination=[name], timeout=0.5):
+        while not _pinged(app, name):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(
                     f"celery worker did not start (exit {proc.poll()}); see var/test-worker.log"
@@ -117,6 +117,29 @@ def celery_worker(django_db_setup):
             proc.kill()
             proc.wait()
         log.close()
+
+
+def _pinged(app, name: str) -> bool:
+    """Whether the worker answers a ping. A broker connection that died with its server (a
+    test restarts Redis, tests/test_faults.py) is dropped and the next ping opens a new one."""
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    try:
+        return bool(app.control.ping(destination=[name], timeout=0.5))
+    except (OperationalError, RedisConnectionError, ConnectionError):
+        reset_broker_connections(app)
+        time.sleep(0.2)
+        return False
+
+
+def reset_broker_connections(app) -> None:
+    """Drop this process's pooled broker connections; the next use opens new ones."""
+    from kombu import pools
+
+    pools.reset()  # closes every pool kombu holds and forgets them
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 class LiveASGIServer:

@@ -263,6 +263,12 @@ def _restart_redis() -> None:
         env=os.environ,
         timeout=60,
     )
+    # This test process's own pooled broker connections died with the server; later tests
+    # (a Celery worker's ping) must not inherit them.
+    from config.celery import app
+    from tests.conftest import reset_broker_connections
+
+    reset_broker_connections(app)
 
 
 @pytest.mark.asyncio

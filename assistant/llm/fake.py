@@ -54,6 +54,11 @@ _SOURCE_LINE = re.compile(r"^\[(\d{1,3})\][^\n]*", re.MULTILINE)
 _received: deque[list[tuple[str, str]]] = deque(maxlen=200)
 
 
+def forget_prompts() -> None:
+    """Empty the record of received prompts (a test that checks what one question sent)."""
+    _received.clear()
+
+
 def recent_prompts() -> list[list[tuple[str, str]]]:
     """Prompts the fake models of this process received, oldest first: (type, text) pairs.
 
