@@ -25,7 +25,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DB_NAME = "counsel_bench_chat"
+
+from common import DEFAULT_DATABASE_URL, setup_django  # noqa: E402
+
+DB_NAME = "counsel_chat_bench"
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -35,29 +38,23 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def setup() -> None:
-    import psycopg
-
-    base = os.environ.get("DATABASE_URL", "postgres://counsel:counsel@127.0.0.1:55432/counsel")
-    admin_url = base.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone():
-            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    os.environ["DATABASE_URL"] = base.rsplit("/", 1)[0] + "/" + DB_NAME
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
-    os.environ["LLM_BACKEND"] = "fake"
-    os.environ["LLM_FAKE_TOKENS_PER_SECOND"] = "30"
-    os.environ["CHAT_RATE_PER_MINUTE"] = "100000"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    os.environ["COUNSEL_DOTENV"] = "0"
-    import django
-
-    django.setup()
+    """The demo company, indexed, in a bench database of its own, served with the FAKE model."""
+    os.environ.setdefault(
+        "BENCH_DATABASE_URL", DEFAULT_DATABASE_URL.replace("counsel_bench", DB_NAME)
+    )
+    setup_django(
+        overrides={
+            "LLM_BACKEND": "fake",
+            "LLM_FAKE_TOKENS_PER_SECOND": "30",
+            "CHAT_RATE_PER_MINUTE": "100000",
+            "COUNSEL_DOTENV": "0",
+        }
+    )
     from io import StringIO
 
     from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
-    call_command("load_demo", stdout=StringIO())
+    call_command("load_demo", "--if-empty", stdout=StringIO())
     from ingestion import services
     from ingestion.models import Document
 

@@ -61,8 +61,11 @@ def ensure_database(url: str) -> bool:
         return True
 
 
-def setup_django(*, migrate: bool = True) -> None:
-    """Point Django at the bench database (created and migrated if needed) and set it up."""
+def setup_django(*, migrate: bool = True, overrides: dict[str, str] | None = None) -> None:
+    """Point Django at the bench database (created and migrated if needed) and set it up.
+
+    `overrides`: settings (environment variables) of the application under test, such as the
+    model backend, applied before Django reads its settings."""
     url = database_url()
     os.environ["DATABASE_URL"] = url
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
@@ -72,6 +75,7 @@ def setup_django(*, migrate: bool = True) -> None:
         os.environ.pop(name, None)  # follow REDIS_URL
     os.environ["MEDIA_ROOT"] = os.environ.get("BENCH_MEDIA_ROOT", str(RESULTS / "media"))
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.update(overrides or {})
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     created = ensure_database(url)
