@@ -40,6 +40,10 @@ class Message(models.Model):
     content_html = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     client_id = models.CharField(max_length=64, blank=True)
+    # Of an assistant answer: which route answered and why, shown under it (also after a reload).
+    route = models.CharField(max_length=16, blank=True)
+    route_reason = models.TextField(blank=True)
+    adapter = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -168,6 +168,9 @@ def _record(
             content_html=answer_html(result.answer) if result.answer else "",
             status=result.status,
             client_id=ask.client_id[:64],
+            route=result.route if result.answer else "",
+            route_reason=result.route_reason if result.answer else "",
+            adapter=result.adapter,
         )
         referenced = referenced_numbers(result.answer)
         Citation.objects.bulk_create(

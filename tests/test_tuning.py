@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import Group
+from django.test import Client
 from django.utils import timezone
 
+from assistant.models import Message
 from assistant.services import Ask, chat_answer
 from compliance.models import QueryLogEntry
 from ingestion import services as ingestion
@@ -99,6 +101,14 @@ def test_eligible_adapter_serves_the_profile_and_the_chat_routes_to_it(demo):
     assert "every one of its training documents" in entry.route_reason
     assert entry.retrieved == []  # no retrieval on the adapter strategy
     assert entry.prompt_tokens > 0 and entry.cost_estimate > 0
+    # The answer keeps its route, shown again when the conversation is reopened.
+    message = Message.objects.get(pk=done["message"])
+    assert (message.route, message.adapter) == ("tuned", adapter.label)
+    assert message.route_reason == entry.route_reason
+    client = Client()
+    client.force_login(user("sam"))
+    page = client.get(f"/chat/{done['conversation']}/").content.decode()
+    assert 'data-route="tuned"' in page and "may not cite sources" in page
 
 
 def test_adapter_refused_for_users_missing_training_documents_and_unknown_profiles(demo):

@@ -124,6 +124,11 @@ def test_admin_trains_activates_an_adapter_employee_is_routed_to_it_until_a_docu
     expect(route).to_have_attribute("data-route", "tuned")
     expect(route).to_contain_text("may not cite sources")
     expect(route).to_contain_text("every one of its training documents")
+    # The note stays with the answer: a reload shows it from the stored message.
+    page.reload()
+    route = page.locator("li.msg.assistant").last.locator(".route")
+    expect(route).to_have_attribute("data-route", "tuned")
+    expect(route).to_contain_text("may not cite sources")
 
     # One of its documents gets a new version: stale at once, the next question goes to RAG.
     def edit() -> None:
