@@ -1,17 +1,23 @@
 """Question-answer pairs from a profile's documents: pure functions, no database, no model.
 
-Rule-based, from the text alone (the embedded model is too small to write good questions):
+Rule-based, from the text alone (the embedded model is too small to write good questions). One
+fact per question, asked the way a person would:
 
 - every sentence or list item that states a fact becomes one answer, verbatim (markdown removed);
-- its kind decides how it is asked: a figure (amounts, percentages, dates, times, counts), a
-  definition ("**Term:** …", "X is the …"), a policy statement (must, may not, only, …), or a
-  plain statement under a heading;
-- the question names the document and the heading and lists the sentence's content words; the
-  *key* is what a right answer must contain (the figure, else a distinctive word the question
-  does not give away);
-- for a share of the facts a second question in other words (another template, other word
-  order) is kept out of training: the held-out split measures whether the adapter learnt the
-  fact, not the wording;
+- a sentence with exactly one figure (an amount, a percentage, a date, a time, a count, a
+  reference) is asked as an *echo question*: the figure is replaced by the matching question
+  words ("Orders above EUR 5,000 must be tracked" → "Orders above how much must be tracked?");
+  the figure is the *key*, what a right answer must contain;
+- "The Head of Dealer Development approves tier exceptions." → "Who approves tier exceptions?"
+  (key: the role or team that acts);
+- a definition ("**Term:** …", "X is the …") → "What is meant by X?" (key: a distinctive word of
+  the definition);
+- other policy statements and plain statements are trained with a question naming the document
+  and two of their content words, but never held out: their key would be a guess;
+- for a share of the facts a *paraphrase* (other framing, other words for common terms) is kept
+  out of training: the held-out split measures whether the adapter learnt the fact, not the
+  wording. Sentences with several figures (table rows) are left out: without the column heads
+  nobody could say which figure is asked for;
 - refusal examples teach it to say it does not know about topics outside the profile. They are
   generic off-topic questions: drawing them from other collections' documents would put those
   documents' words into this profile's adapter.
@@ -176,21 +182,80 @@ _STOP = frozenset(
         "i.e",
     ]
 )
+
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“(])")
 _MARKUP = re.compile(r"\*\*|__|`|^#+\s*|^\s*(?:[-*•]|\d+[.)])\s+", re.MULTILINE)
+_UNITS = (
+    r"working days|days?|weeks?|months?|years?|hours?|minutes?|km|kg|Wh|V|cycles|units|"
+    r"employees|people|dealers"
+)
 _FIGURE = re.compile(
-    r"(?:EUR|USD|CHF|€|\$)\s?\d[\d,.]*(?:\s?(?:million|m|k))?"
-    r"|\d[\d,.]*\s?(?:%|percent|per cent)"
-    r"|\b\d{1,2}:\d{2}\b"
-    r"|\b\d{1,2}\s(?:January|February|March|April|May|June|July|August|September|October|"
-    r"November|December)(?:\s\d{4})?"
-    r"|\b[A-Z]{2,}[-\u2011][A-Z0-9-]{2,}\b"
-    r"|\b\d[\d,.]*\s(?:days?|weeks?|months?|years?|hours?|minutes?|working days|km|kg|Wh|V|"
-    r"cycles|units|employees|people|dealers)\b"
-    r"|\b\d[\d,.]{2,}\b"
+    r"(?P<money>(?:EUR|USD|CHF|€|\$)\s?\d[\d,.]*(?:\s?(?:million|m|k)\b)?)"
+    r"|(?P<percent>\d[\d,.]*\s?(?:%|percent|per cent))"
+    r"|(?P<time>\b\d{1,2}:\d{2}\b)"
+    r"|(?P<date>\b\d{1,2}\s(?:January|February|March|April|May|June|July|August|September|"
+    r"October|November|December)(?:\s\d{4})?)"
+    r"|(?P<code>\b[A-Z]{2,}[-\u2011][A-Z0-9-]{2,}\b)"
+    rf"|(?P<count>\b\d[\d,.]*\s(?P<unit>{_UNITS})\b)"
+    r"|(?P<number>\b(?!(?:19|20)\d\d\b)\d[\d,.]{2,}\b)"  # not a bare year
 )
 _DEFINITION = re.compile(r"^([A-Z][^:.]{1,60}):\s+\S")
-_IS_DEFINITION = re.compile(r"^([A-Z][\w\- ]{2,50}?) (?:is|are|means) (?:the|a|an|our)\b")
+_IS_DEFINITION = re.compile(
+    r"^(?:The |A |An )?([A-Z][\w\- ]{2,50}?) (?:is|are|means) (?:the|a|an|our)\b"
+)
+# "The Head of Dealer Development approves tier exceptions." - a capitalised actor, a verb.
+_WHO = re.compile(
+    r"^(?:The |Only (?:the )?)?"
+    r"(?P<actor>[A-Z][\w&\-]*(?:\s+(?:of|for|and|&)?\s*[A-Z][\w&\-]*){0,5})\s+"
+    r"(?P<verb>(?:must|may|can|shall|will)\s+(?:not\s+)?[a-z]+|[a-z]+s)\s+(?P<rest>.+?)[.;]?$"
+)
+# An actor is a role or a team: one of these words in it ("Sales Operations", "Head of …").
+_ACTOR_WORDS = frozenset(
+    [
+        "head",
+        "manager",
+        "managers",
+        "director",
+        "officer",
+        "operations",
+        "finance",
+        "hr",
+        "sales",
+        "team",
+        "board",
+        "committee",
+        "department",
+        "controller",
+        "controlling",
+        "lead",
+        "owner",
+        "academy",
+        "engineering",
+        "legal",
+        "procurement",
+        "purchasing",
+        "council",
+        "cfo",
+        "ceo",
+        "cto",
+        "coo",
+        "vp",
+        "desk",
+        "office",
+        "support",
+        "service",
+        "management",
+        "accounting",
+        "payroll",
+        "recruiting",
+        "compliance",
+        "security",
+        "it",
+    ]
+)
+# A fact is a whole sentence: a capital or a figure first, a full stop last (table rows and
+# lines broken out of a PDF paragraph are not).
+_WHOLE_SENTENCE = re.compile(r"^[A-Z0-9\"“(€$].*[.!)\"”]$")
 _POLICY = re.compile(
     r"\b(must|must not|may not|may only|only|never|required|requires|not allowed|prohibited|"
     r"at least|at most|no later than|within)\b",
@@ -198,17 +263,53 @@ _POLICY = re.compile(
 )
 _WORD = re.compile("[A-Za-z][A-Za-z'\u2019\\-]+")
 _HEADING_NUMBER = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.?|[A-Z]\.)\s+")
-
-TRAIN_TEMPLATES = (
-    "What does the {title} say about {words}?",
-    "{topic}: what applies to {words}?",
-    "What is the rule in the {title} on {words}?",
+_WH = {
+    "money": "how much",
+    "percent": "what percentage",
+    "time": "what time",
+    "date": "what date",
+    "code": "which reference",
+}
+# Words swapped in a paraphrase: common terms only, so that the meaning stays the same.
+_SYNONYMS = {
+    "employees": "staff",
+    "employee": "staff member",
+    "above": "over",
+    "below": "under",
+    "within": "inside",
+    "receive": "get",
+    "receives": "gets",
+    "requires": "needs",
+    "require": "need",
+    "approval": "sign-off",
+    "approves": "signs off",
+    "approve": "sign off",
+    "customers": "clients",
+    "customer": "client",
+    "annual": "yearly",
+    "monthly": "every month",
+    "starts": "begins",
+    "start": "begin",
+    "granted": "given",
+    "allowed": "permitted",
+    "reviews": "checks",
+    "reviewed": "checked",
+    "submitted": "handed in",
+    "submit": "hand in",
+    "before": "prior to",
+    "informed": "told",
+    "purchases": "buys",
+    "purchase": "buy",
+}
+_SYNONYM = re.compile(r"\b(" + "|".join(sorted(_SYNONYMS, key=len, reverse=True)) + r")\b", re.I)
+HELDOUT_FRAMES = (
+    "According to our {title}, {question}",
+    "Quick question about {topic}: {question}",
+    "{question} (I'm asking about the {title}.)",
 )
-HELDOUT_TEMPLATES = (
-    "According to our {title}, what do we know about {words}?",
-    "Regarding {topic}, can you tell me about {words}?",
-    "Under {topic}, what is stated regarding {words}?",
-)
+TRAIN_FRAMES = ("{question}", "In the {title}: {question}")
+# Kinds whose key is unambiguous enough to grade an answer by: the held-out split and the probe.
+GRADABLE = frozenset(["number", "who", "definition"])
 
 
 @dataclass(frozen=True)
@@ -226,9 +327,9 @@ class Fact:
     title: str
     topic: str
     text: str
-    kind: str
+    kind: str  # number | who | definition | policy | statement
     key: str
-    words: tuple[str, ...]
+    question: str  # the plain question this fact answers, without framing
 
 
 @dataclass(frozen=True)
@@ -291,55 +392,94 @@ def _content_words(text: str, *, exclude: str = "") -> list[str]:
     return seen
 
 
-def _key_for(sentence: str, kind: str, question_words: Sequence[str]) -> str:
-    figure = _FIGURE.search(sentence)
-    if figure:
-        return figure.group(0).strip(" .,")
-    given = {w.lower() for w in question_words}
-    proper = [
+def _distinctive(text: str, *, given: str) -> str:
+    """A word of `text` that `given` does not contain: a name first, else the longest word."""
+    banned = {w.lower() for w in _WORD.findall(given)}
+    names = [
         w
-        for i, w in enumerate(_WORD.findall(sentence))
-        if i > 0 and w[0].isupper() and w.lower() not in given and w.lower() not in _STOP
+        for i, w in enumerate(_WORD.findall(text))
+        if i > 0 and w[0].isupper() and w.lower() not in banned and w.lower() not in _STOP
     ]
-    if proper:
-        return proper[0]
-    rest = [w for w in _content_words(sentence) if w not in given]
+    if names:
+        return names[0]
+    rest = _content_words(text, exclude=given)
     return max(rest, key=len) if rest else ""
 
 
+def _wh(figure: re.Match[str], after: str) -> str:
+    kind = figure.lastgroup if figure.lastgroup != "unit" else "count"
+    if kind in _WH:
+        return _WH[kind]
+    if kind == "count":
+        return "how many " + figure.group("unit")
+    # A bare number: a count when a plural noun follows ("1,150 MAGPIE pre-orders").
+    following = after.split()[:2]
+    plural = any(w.lower().rstrip(".,;").endswith("s") for w in following)
+    return "how many" if plural else "what figure"
+
+
+def _question(text: str) -> str:
+    text = text.strip().rstrip(".;:, ")
+    return text[0].upper() + text[1:] + "?"
+
+
+def _echo(sentence: str, figure: re.Match[str]) -> str:
+    """The sentence asked back with its figure replaced by question words."""
+    before, after = sentence[: figure.start()], sentence[figure.end() :]
+    return _question(f"{before}{_wh(figure, after)}{after}")
+
+
+def _classify(sentence: str, title: str) -> tuple[str, str, str] | None:
+    """(kind, key, plain question) for a fact-stating sentence, or None to skip it."""
+    figures = {m.group(0).strip(" .,") for m in _FIGURE.finditer(sentence)}
+    if len(figures) > 1:
+        return None  # a table row or a comparison: which figure would be asked for?
+    figure = _FIGURE.search(sentence)
+    if figure:
+        return "number", figure.group(0).strip(" .,"), _echo(sentence, figure)
+    who = _WHO.match(sentence)
+    if who:
+        actor, verb, rest = who.group("actor", "verb", "rest")
+        is_actor = {w.lower() for w in actor.split()} & _ACTOR_WORDS
+        noun = verb.endswith("ss") or verb[:-1] in _ACTOR_WORDS  # "Department heads present …"
+        if is_actor and not noun and rest.split()[0] not in {"are", "is", "was"}:
+            return "who", actor, _question(f"Who {verb} {rest}")
+    definition = _DEFINITION.match(sentence) or _IS_DEFINITION.match(sentence)
+    if definition:
+        term = definition.group(1).strip()
+        meaning = sentence[definition.end(1) :]
+        key = _distinctive(meaning, given=term)
+        if key:
+            return "definition", key, f"What is meant by {term}?"
+        return None
+    kind = "policy" if _POLICY.search(sentence) else "statement"
+    words = _content_words(sentence, exclude=title)
+    if len(words) < 2:
+        return None
+    key = _distinctive(sentence, given=" ".join(words[:2]))
+    return kind, key, f"What does the {title} say about {words[0]} and {words[1]}?"
+
+
 def extract_facts(document: SourceDocument) -> list[Fact]:
-    """The fact-stating sentences of a document, each with its kind, key and question words."""
+    """The fact-stating sentences of a document, each with its kind, key and question."""
     facts: list[Fact] = []
     seen: set[str] = set()
     for heading, text in document.sections:
         topic = _topic(heading, document.title)
         for sentence in _sentences(text):
             words = sentence.split()
-            if len(words) < 6 or len(words) > 60 or sentence.endswith("?"):
+            if len(words) < 5 or len(words) > 45 or not _WHOLE_SENTENCE.match(sentence):
                 continue
             norm = normalise(sentence)
             if norm in seen or normalise(document.title) == norm:
                 continue
             seen.add(norm)
-            if _FIGURE.search(sentence):
-                kind = "number"
-            elif _DEFINITION.match(sentence) or _IS_DEFINITION.match(sentence):
-                kind = "definition"
-            elif _POLICY.search(sentence):
-                kind = "policy"
-            else:
-                kind = "statement"
-            figure = _FIGURE.search(sentence)
-            exclude = figure.group(0) if figure else ""
-            content = _content_words(sentence, exclude=exclude)
-            # Words of the title and topic add nothing to the question; keep the rest.
-            framing = set(_content_words(document.title + " " + topic))
-            question_words = [w for w in content if w not in framing][:5] or content[:5]
-            if len(question_words) < 2:
+            classified = _classify(sentence, document.title)
+            if classified is None:
                 continue
-            key = _key_for(sentence, kind, question_words)
-            if not key or normalise(key) in {normalise(w) for w in question_words}:
-                continue
+            kind, key, question = classified
+            if not key or normalise(key) in normalise(question):
+                continue  # the question must not give its answer away
             facts.append(
                 Fact(
                     document_id=document.document_id,
@@ -349,31 +489,43 @@ def extract_facts(document: SourceDocument) -> list[Fact]:
                     text=sentence,
                     kind=kind,
                     key=key,
-                    words=tuple(question_words),
+                    question=question,
                 )
             )
     return facts
 
 
-def _words_phrase(words: Sequence[str]) -> str:
-    words = list(words)
-    if len(words) == 1:
-        return words[0]
-    return ", ".join(words[:-1]) + " and " + words[-1]
+def _swap_words(text: str) -> str:
+    def swap(match: re.Match[str]) -> str:
+        word = match.group(0)
+        other = _SYNONYMS[word.lower()]
+        return other[0].upper() + other[1:] if word[0].isupper() else other
+
+    return _SYNONYM.sub(swap, text)
+
+
+def _lower_first(question: str) -> str:
+    first = question.split(" ", 1)[0]
+    if first.lower() in _STOP or first.lower() in {"how", "what", "which", "who", "orders"}:
+        return question[0].lower() + question[1:]
+    return question
 
 
 def ask(fact: Fact, *, heldout: bool, variant: int = 0) -> str:
-    templates = HELDOUT_TEMPLATES if heldout else TRAIN_TEMPLATES
-    template = templates[variant % len(templates)]
-    words = list(fact.words)
-    if heldout:
-        # Other words in another order: the fact, not the wording, must be recalled.
-        words = words[::-1][:4]
-    question = template.format(title=fact.title, topic=fact.topic, words=_words_phrase(words))
-    return question[0].upper() + question[1:]
+    """The fact's question: as trained, or paraphrased (other framing, other common words)."""
+    if not heldout:
+        frame = TRAIN_FRAMES[variant % len(TRAIN_FRAMES)]
+        question = fact.question
+    else:
+        frame = HELDOUT_FRAMES[variant % len(HELDOUT_FRAMES)]
+        question = _swap_words(fact.question)
+    if not frame.startswith("{question}"):
+        question = _lower_first(question)
+    text = frame.format(title=fact.title, topic=fact.topic, question=question)
+    return text[0].upper() + text[1:]
 
 
-_KIND_PRIORITY = {"number": 0, "definition": 1, "policy": 2, "statement": 3}
+_KIND_PRIORITY = {"number": 0, "who": 1, "definition": 2, "policy": 3, "statement": 4}
 
 
 def _balanced(facts_by_document: list[list[Fact]], limit: int) -> list[Fact]:
@@ -396,11 +548,20 @@ def build_dataset(
     refusal_fraction: float = 0.1,
     rephrase: Callable[[Fact], str | None] | None = None,
 ) -> Dataset:
-    """Training pairs and held-out paraphrases for one profile's documents (deterministic)."""
+    """Training pairs and held-out paraphrases for one profile's documents (deterministic).
+
+    Every chosen fact is trained once; while the budget allows, gradable facts are trained a
+    second time in another framing (the adapter learns the fact, not one sentence). A share of
+    the gradable facts is also asked in a paraphrase that is never trained: the held-out split.
+    """
     rng = random.Random(seed)  # noqa: S311 - reproducible sampling, not secrets
     refusals = min(len(OFF_TOPIC_QUESTIONS), max(2, int(max_examples * refusal_fraction)))
-    facts = _balanced([extract_facts(d) for d in documents], max(0, max_examples - refusals))
-    heldout_ids = set(rng.sample(range(len(facts)), k=int(len(facts) * heldout_fraction)))
+    budget = max(0, max_examples - refusals)
+    facts = _balanced([extract_facts(d) for d in documents], budget)
+    gradable = [i for i, f in enumerate(facts) if f.kind in GRADABLE]
+    heldout_ids = set(
+        rng.sample(gradable, k=min(len(gradable), round(len(facts) * heldout_fraction)))
+    )
     dataset = Dataset()
     questions: set[str] = set()
 
@@ -422,11 +583,16 @@ def build_dataset(
             )
         )
 
-    for i, fact in enumerate(facts):
-        add("train", fact, ask(fact, heldout=False, variant=i))
-        if i in heldout_ids:
-            add("heldout", fact, ask(fact, heldout=True, variant=i))
-        if rephrase is not None:
+    # Held-out paraphrases first, so that no training question can take their wording.
+    for i in sorted(heldout_ids):
+        add("heldout", facts[i], ask(facts[i], heldout=True, variant=i))
+    for fact in facts:
+        add("train", fact, ask(fact, heldout=False))
+    spare = budget - len(dataset.train)
+    for i in gradable[: max(0, spare)]:
+        add("train", facts[i], ask(facts[i], heldout=False, variant=1))
+    if rephrase is not None:
+        for fact in facts:
             question = rephrase(fact)
             if question and fact.key.lower() not in question.lower():
                 add("train", fact, question)
@@ -443,14 +609,14 @@ def leak_probe(
 ) -> list[Example]:
     """Questions whose answers are facts of collections outside the profile.
 
-    Only facts whose key appears nowhere in the profile's own text: if the adapter says it, it
-    can only have come from the foreign documents (a canary).
+    Only gradable facts whose key appears nowhere in the profile's own text: if the adapter
+    says it, it can only have come from the foreign documents (a canary).
     """
     own = own_text.lower()
     facts = [
         f
         for f in _balanced([extract_facts(d) for d in foreign], limit * 4)
-        if len(f.key) >= 3 and f.key.lower() not in own
+        if f.kind in GRADABLE and len(f.key) >= 3 and f.key.lower() not in own
     ]
     random.Random(seed).shuffle(facts)  # noqa: S311 - reproducible
     facts.sort(key=lambda f: _KIND_PRIORITY[f.kind])  # figures first: the sharpest canaries

@@ -4,25 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('assistant', '0001_initial'),
+        ("assistant", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='message',
-            name='adapter',
+            model_name="message",
+            name="adapter",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='message',
-            name='route',
+            model_name="message",
+            name="route",
             field=models.CharField(blank=True, max_length=16),
         ),
         migrations.AddField(
-            model_name='message',
-            name='route_reason',
+            model_name="message",
+            name="route_reason",
             field=models.TextField(blank=True),
         ),
     ]
