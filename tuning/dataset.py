@@ -594,7 +594,7 @@ def build_dataset(
     if rephrase is not None:
         for fact in facts:
             question = rephrase(fact)
-            if question and fact.key.lower() not in question.lower():
+            if question and model_question_fits(question, fact):
                 add("train", fact, question)
     for question in rng.sample(OFF_TOPIC_QUESTIONS, k=refusals):
         dataset.train.append(
@@ -602,6 +602,21 @@ def build_dataset(
         )
     rng.shuffle(dataset.train)
     return dataset
+
+
+def model_question_fits(question: str, fact: Fact) -> bool:
+    """Whether a model-written question asks about `fact`: a question, about its subject (half
+    of its content words, at least two, or all of a short one's), without giving the key away.
+    Small models write friendly nonsense ("What's your business idea?"); this keeps it out.
+    """
+    question = " ".join(question.split())
+    if not question.endswith("?") or not 3 <= len(question.split()) <= 30:
+        return False
+    if answer_contains(question, fact.key):
+        return False
+    subject = set(_content_words(fact.text, exclude=fact.key))
+    shared = subject & set(_content_words(question))
+    return len(shared) >= min(2, len(subject)) and len(shared) * 2 >= min(len(subject), 6)
 
 
 def leak_probe(
