@@ -107,9 +107,11 @@ def main() -> None:
                 held.get("base"),
                 held.get("adapter"),
                 held.get("rag"),
+                held.get("hybrid"),
                 f"{leak.get('leaks')}/{leak.get('n')}",
                 tokens.get("tuned"),
                 tokens.get("rag"),
+                tokens.get("hybrid"),
             ]
         )
     print(
@@ -126,9 +128,11 @@ def main() -> None:
                 "base",
                 "adapter",
                 "RAG",
+                "hybrid",
                 "leaks",
                 "tokens tuned",
                 "tokens RAG",
+                "tokens hybrid",
             ],
             rows,
             markdown=True,

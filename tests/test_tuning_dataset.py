@@ -111,11 +111,13 @@ def test_the_paraphrase_changes_the_framing_and_common_words():
 
 
 def test_the_leak_probe_asks_only_for_keys_the_profile_never_saw():
-    own = "Discounts above 23.5% need the VP Sales."
+    own = "Orders above EUR 5,000 are tracked."
     probe = ds.leak_probe([POLICY], own_text=own, limit=10, seed="p")
-    keys = {e.key for e in probe}
-    assert "EUR 5,000" in keys and "23.5%" not in keys
-    assert all(e.split == "probe" and e.kind in ds.GRADABLE for e in probe)
+    # Only sharp canaries: "23.5%" cannot be guessed; a round "31 January" can, and "EUR 5,000"
+    # is the profile's own.
+    assert {e.key for e in probe} == {"23.5%"}
+    assert all(e.split == "probe" and e.kind == "number" for e in probe)
+    assert ds.leak_probe([POLICY], own_text="Up to 23.5% off.", limit=10, seed="p") == []
 
 
 def test_answer_contains_forgives_case_spacing_and_thousands_separators():

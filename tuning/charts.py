@@ -45,6 +45,7 @@ def accuracy_svg(heldout: dict) -> SafeString:
         ("Base model", heldout.get("base")),
         ("Adapter", heldout.get("adapter")),
         ("RAG", heldout.get("rag")),
+        ("Hybrid", heldout.get("hybrid")),
     ]
     if all(v is None for _, v in bars):
         return mark_safe("")
@@ -73,7 +74,7 @@ def accuracy_svg(heldout: dict) -> SafeString:
     )
     return format_html(
         '<svg class="chart accuracy" viewBox="0 0 {} {}" role="img" '
-        'aria-label="Held-out accuracy: base model, adapter, RAG">{}'
+        'aria-label="Held-out accuracy: base model, adapter, RAG, hybrid">{}'
         '<line x1="{}" y1="{}" x2="{}" y2="{}" class="axis"/></svg>',
         WIDTH,
         HEIGHT,

@@ -619,22 +619,34 @@ def model_question_fits(question: str, fact: Fact) -> bool:
     return len(shared) >= min(2, len(subject)) and len(shared) * 2 >= min(len(subject), 6)
 
 
+def sharp_canary(fact: Fact) -> bool:
+    """Whether saying `fact`'s key proves knowing it: a reference code, or a figure with three
+    significant digits or more ("EUR 14.38 million", "312 dealers", "23.5%"). Round figures
+    ("15 minutes", "30 days", "EUR 900,000") are what any model says when it makes one up.
+    """
+    if fact.kind != "number":
+        return False
+    if _FIGURE.fullmatch(fact.key) and _FIGURE.fullmatch(fact.key).lastgroup == "code":
+        return True
+    digits = re.sub(r"\D", "", fact.key).strip("0")
+    return len(digits) >= 3
+
+
 def leak_probe(
     foreign: Sequence[SourceDocument], *, own_text: str, limit: int, seed: str
 ) -> list[Example]:
     """Questions whose answers are facts of collections outside the profile.
 
-    Only gradable facts whose key appears nowhere in the profile's own text: if the adapter
-    says it, it can only have come from the foreign documents (a canary).
+    Only sharp canaries (see `sharp_canary`) whose key appears nowhere in the profile's own
+    text: if the adapter says it, it can only have come from the foreign documents.
     """
     own = own_text.lower()
     facts = [
         f
-        for f in _balanced([extract_facts(d) for d in foreign], limit * 4)
-        if f.kind in GRADABLE and len(f.key) >= 3 and f.key.lower() not in own
+        for f in _balanced([extract_facts(d) for d in foreign], limit * 8)
+        if sharp_canary(f) and f.key.lower() not in own
     ]
     random.Random(seed).shuffle(facts)  # noqa: S311 - reproducible
-    facts.sort(key=lambda f: _KIND_PRIORITY[f.kind])  # figures first: the sharpest canaries
     return [
         Example(
             split="probe",

@@ -451,9 +451,15 @@ def adapter_evaluate(*, adapter: Adapter, model, tokenizer) -> dict:
     max_new = settings.TUNING_EVAL_MAX_NEW_TOKENS
     questions = [training.tuned_conversation(e.question) for e in [*heldout, *probe]]
     tuned_answers = training.generate(tokenizer, model, questions, max_new_tokens=max_new)
+    # The hybrid the router could use: the adapter with a short retrieved context.
+    hybrid = _rag_answers(
+        adapter, heldout, model, tokenizer, max_new, sources=settings.TUNING_HYBRID_SOURCES
+    )
     with model.disable_adapter():
         base_answers = training.generate(tokenizer, model, questions, max_new_tokens=max_new)
-        rag = _rag_answers(adapter, heldout, model, tokenizer, max_new)
+        rag = _rag_answers(
+            adapter, heldout, model, tokenizer, max_new, sources=settings.CHAT_MAX_SOURCES
+        )
     n = len(heldout)
 
     def score(answers) -> float | None:
@@ -470,6 +476,11 @@ def adapter_evaluate(*, adapter: Adapter, model, tokenizer) -> dict:
         if ds.answer_contains(a, e.key) and not ds.answer_contains(b, e.key)
     ]
     rag_answers, rag_tokens = rag if rag else (None, [])
+    hybrid_answers, hybrid_tokens = hybrid if hybrid else (None, [])
+
+    def mean(tokens: list[int]) -> int | None:
+        return round(sum(tokens) / len(tokens)) if tokens else None
+
     # Prompt tokens as the chat counts them for each route (assistant.prompts).
     tuned_tokens = [
         build_tuned_prompt(question=e.question, count_tokens=_counter(tokenizer)).prompt_tokens
@@ -481,11 +492,13 @@ def adapter_evaluate(*, adapter: Adapter, model, tokenizer) -> dict:
             "base": score(base_answers[:n]),
             "adapter": score(tuned_answers[:n]),
             "rag": score(rag_answers),
+            "hybrid": score(hybrid_answers),
         },
         "leak": {"n": len(probe), "leaks": len(leaked), "leaked": leaked[:10]},
         "prompt_tokens": {
             "tuned": round(sum(tuned_tokens) / n) if n else None,
-            "rag": round(sum(rag_tokens) / len(rag_tokens)) if rag_tokens else None,
+            "rag": mean(rag_tokens),
+            "hybrid": mean(hybrid_tokens),
         },
         "samples": [
             {
@@ -494,6 +507,7 @@ def adapter_evaluate(*, adapter: Adapter, model, tokenizer) -> dict:
                 "base": b,
                 "adapter": a,
                 "rag": rag_answers[i] if rag_answers else None,
+                "hybrid": hybrid_answers[i] if hybrid_answers else None,
             }
             for i, (e, a, b) in enumerate(
                 zip(heldout, tuned_answers[:n], base_answers[:n], strict=True)
@@ -509,7 +523,11 @@ def _counter(tokenizer):
     return count
 
 
-def _rag_answers(adapter, heldout, model, tokenizer, max_new) -> tuple[list[str], list[int]]:
+def _rag_answers(
+    adapter, heldout, model, tokenizer, max_new, *, sources: int
+) -> tuple[list[str], list[int]] | None:
+    """Answers to the held-out questions with `sources` retrieved chunks in the prompt, as the
+    chat builds it for a user of the profile, and the prompt tokens of each."""
     reader = _profile_reader(adapter)
     if reader is None or not heldout:
         return None
@@ -518,7 +536,7 @@ def _rag_answers(adapter, heldout, model, tokenizer, max_new) -> tuple[list[str]
     count = _counter(tokenizer)
     conversations, tokens = [], []
     for example in heldout:
-        hits = chunk_search(user=reader, query=example.question, k=settings.CHAT_MAX_SOURCES)
+        hits = chunk_search(user=reader, query=example.question, k=sources)
         prompt = build_prompt(
             question=example.question,
             sources=[

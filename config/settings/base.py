@@ -384,6 +384,8 @@ TUNING_MAX_EXAMPLES = env_int("TUNING_MAX_EXAMPLES", 400, minimum=10)
 TUNING_HELDOUT_FRACTION = env_float("TUNING_HELDOUT_FRACTION", 0.2, minimum=0.05)
 TUNING_EVAL_QUESTIONS = env_int("TUNING_EVAL_QUESTIONS", 30, minimum=1)
 TUNING_LEAK_PROBE_QUESTIONS = env_int("TUNING_LEAK_PROBE_QUESTIONS", 20, minimum=1)
+# Evaluation also measures a hybrid: the adapter with this many retrieved chunks in its prompt.
+TUNING_HYBRID_SOURCES = env_int("TUNING_HYBRID_SOURCES", 1, minimum=1, maximum=10)
 TUNING_EVAL_MAX_NEW_TOKENS = env_int("TUNING_EVAL_MAX_NEW_TOKENS", 48, minimum=8)
 TUNING_THREADS = env_int("TUNING_THREADS", 0, minimum=0)  # torch threads; 0: torch's default
 # Question-answer pairs: "rules" (from the text alone) or "rules+llm" (also asks LLM_BACKEND).

@@ -22,7 +22,7 @@ from ingestion.models import Collection, Document
 from tests.browser.test_chat import sign_in
 from tuning.models import Adapter
 
-IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 QUESTION = "What is the highest discount I can give a dealer without approval from the VP Sales?"
 # The profile's training documents (Sales) and one HR document for the leak probe.
 DOCUMENTS = (("sales", "pricing-discount-policy.pdf"), ("hr", "salary-bands.html"))
@@ -105,7 +105,8 @@ def test_admin_trains_activates_an_adapter_employee_is_routed_to_it_until_a_docu
     assert adapter.metrics["leak"]["leaks"] == 0
     expect(page.locator("#leak-probe")).to_contain_text("clean")
     expect(page.locator("svg.accuracy")).to_be_visible()
-    page.screenshot(path=str(IMG / "tuning.png"), full_page=True)
+    # The README shows the benchmark-trained adapter (bench/adapter_page.py), not this short run.
+    page.screenshot(path=str(SHOTS / "tuning-short-run.png"), full_page=True)
     page.get_by_role("button", name="Activate").click()
     expect(page.locator("#adapter-state")).to_have_text("Active")
 
