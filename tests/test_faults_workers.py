@@ -11,7 +11,6 @@ the test instead (every two seconds), with the short leases of the test settings
 from __future__ import annotations
 
 import io
-import logging
 import os
 import subprocess
 import time
@@ -30,7 +29,6 @@ from tuning import services as tuning
 from tuning.models import Adapter
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-logger = logging.getLogger(__name__)
 
 
 def wait_for(predicate, what: str, timeout: float = 120, every: float = 0.2, then=None):
@@ -108,7 +106,6 @@ def test_redis_restart_during_indexing_loses_no_document(worker):
         then=lambda: requeued.extend(ingestion.documents_reconcile()),  # beat's job
     )
     recovery = time.monotonic() - restarted
-    logger.warning("indexing recovered %.1fs after the Redis restart", recovery)
     print(f"\nindexing recovered {recovery:.1f}s after the Redis restart; re-queued {requeued}")
     # The lost messages were re-queued from PostgreSQL's state, and each document's chunks are
     # one complete set.
@@ -174,6 +171,7 @@ def test_worker_process_killed_mid_training_is_redone_and_ends_ready(worker):
     killed = w.pool_processes()
     assert killed, "the prefork pool has a child process"
     killed[0].kill()  # SIGKILL: the task is re-queued (task_reject_on_worker_lost)
+    at = time.monotonic()
 
     final = wait_for(
         lambda: (a := _adapter(adapter.pk)).state != Adapter.State.TRAINING and a,
@@ -181,6 +179,7 @@ def test_worker_process_killed_mid_training_is_redone_and_ends_ready(worker):
         timeout=800,
         every=1,
     )
+    print(f"\nkilled training run ended {final.state} {time.monotonic() - at:.1f}s after the kill")
     assert final.state == Adapter.State.READY, final.state_reason
     assert final.attempts == 2  # the killed attempt and the one that finished
     assert final.step == 4 and len(final.loss_history) == 4  # restarted from scratch
@@ -192,12 +191,14 @@ def test_worker_killed_mid_training_past_the_attempt_limit_ends_failed_with_a_re
     w = worker(queues="train", label="faults-train-worker", env={"TUNING_MAX_ATTEMPTS": "1"})
     adapter = _start_training(max_steps=50)
     w.pool_processes()[0].kill()
+    at = time.monotonic()
 
     final = wait_for(
         lambda: (a := _adapter(adapter.pk)).state != Adapter.State.TRAINING and a,
         "the re-delivered task to give up",
         timeout=120,
     )
+    print(f"\nkilled training run ended {final.state} {time.monotonic() - at:.1f}s after the kill")
     assert final.state == Adapter.State.FAILED
     assert final.state_reason.startswith("Training was interrupted once;"), final.state_reason
     assert final.phase == Adapter.Phase.DONE and final.lease_expires_at is None
