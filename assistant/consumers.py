@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from accounts.capabilities import Capability
 from accounts.selectors import user_has_capability
-from assistant.services import Ask, chat_answer
+from assistant.services import BRIEFLY_UNAVAILABLE, Ask, chat_answer
 
 
 class PingConsumer(AsyncJsonWebsocketConsumer):
@@ -288,7 +288,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             # Redis is down (restarting): refuse this question plainly; the socket stays open
             # and the next question tries again.
             logger.warning("chat limits unavailable", extra={"user_id": self.user_id})
-            refusal = "The chat is briefly unavailable; please ask again in a moment."
+            refusal = BRIEFLY_UNAVAILABLE
         if refusal:
             await self.send_json({"type": "error", "id": client_id, "message": refusal})
             return

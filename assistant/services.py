@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.utils import timezone
 
 from accounts.capabilities import Capability
@@ -51,6 +51,8 @@ REFUSAL = (
     "I could not find anything about that in the documents you can access. Try other words, "
     "or ask someone who owns that information."
 )
+# Said when PostgreSQL or Redis does not answer (restarting): the question was not processed.
+BRIEFLY_UNAVAILABLE = "The chat is briefly unavailable; please ask again in a moment."
 SAVE_FAILED = "Your answer could not be recorded, so it is not shown. Please ask again."
 CUT_NOTE = "\n\n(The answer was cut here: answers are limited to {tokens} tokens.)"
 # A streamed piece is one token for our streaming backends; a backend sending huge pieces is cut
@@ -82,7 +84,23 @@ class _Context:
     eligibility: Eligibility | None = None
 
 
+def _drop_dead_connections() -> None:
+    """Close this thread's database connections that no longer answer, as Django's
+    CONN_HEALTH_CHECKS does at the start of every HTTP request.
+
+    The chat's queries run outside Django's request cycle. Without this check, a connection
+    broken by a PostgreSQL restart could stay in the thread that runs them, and every later
+    question on the socket failed ("the connection is closed") until the web process restarted
+    (faults drill, tests/test_faults.py; reproduced through channels' in-process communicator).
+    The check costs one `SELECT 1` per question.
+    """
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and not conn.in_atomic_block and not conn.is_usable():
+            conn.close()
+
+
 def _load_context(ask: Ask) -> _Context:
+    _drop_dead_connections()
     # Re-read on every question: a role revoked a second ago applies to this one.
     user = User.objects.filter(pk=ask.user_id, is_active=True).first()
     if user is None or not user_has_capability(user=user, capability=Capability.CHAT):
@@ -300,6 +318,13 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
     except ChatRefused as exc:
         embedding.cancel()
         yield {"type": "error", "message": str(exc)}
+        return
+    except (OperationalError, InterfaceError):
+        # PostgreSQL does not answer (restarting): nothing was read or written, so there is no
+        # log entry to write either. The next question connects afresh (_drop_dead_connections).
+        embedding.cancel()
+        logger.warning("chat database unavailable", extra={"user_id": ask.user_id}, exc_info=True)
+        yield {"type": "error", "message": BRIEFLY_UNAVAILABLE}
         return
     standalone = condense_question(question, ctx.previous_questions)
     result = _Outcome()

@@ -14,3 +14,5 @@ urlpatterns = [
     path("", include("tuning.urls")),
     path("django-admin/", admin.site.urls),
 ]
+
+handler500 = "config.views.server_error"

@@ -7,6 +7,7 @@ The services come from scripts/services (scripts/test starts them). Tests use th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -61,62 +62,103 @@ def _database_url() -> str:
     return f"postgres://{user}:{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
-@pytest.fixture(scope="module")
-def celery_worker(django_db_setup):
+class CeleryWorker:
     """A real Celery worker process, started with the production command line.
 
     It uses the test database (DATABASE_URL points at it) and the test Redis database, so tasks
-    see rows the test committed: use it with `transactional_db`. Module-scoped: a module that
-    needs a worker pays its start-up once, and the worker is gone before the next module.
+    see rows the test committed: use it with `transactional_db`. `env` adds settings of the
+    worker's own (the fault tests shorten leases there); its log is var/<name>.log.
     """
-    from config.celery import app
 
-    name = f"test-worker-{os.getpid()}@localhost"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": _database_url(),
-        "COUNSEL_DOTENV": "0",
-    }
-    log = open(ROOT / "var" / "test-worker.log", "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "celery"),
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            "ingest,train,default",
-            "--concurrency",
-            "1",
-            "-n",
-            name,
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "INFO",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    def __init__(self, *, queues: str = "ingest,train,default", env: dict | None = None,
+                 label: str = "test-worker") -> None:  # fmt: skip
+        self.name = f"{label}-{os.getpid()}@localhost"
+        self.queues = queues
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": _database_url(),
+            "COUNSEL_DOTENV": "0",
+            **(env or {}),
+        }
+        self.log_path = ROOT / "var" / f"{label}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> CeleryWorker:
+        from config.celery import app
+
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "celery"),
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                self.queues,
+                "--concurrency",
+                "1",
+                "-n",
+                self.name,
+                "--without-mingle",
+                "--without-gossip",
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 60
-        while not _pinged(app, name):
-            if proc.poll() is not None or time.monotonic() > deadline:
+        while not _pinged(app, self.name):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
                 raise RuntimeError(
-                    f"celery worker did not start (exit {proc.poll()}); see var/test-worker.log"
+                    f"celery worker did not start (exit {self.proc.poll()}); see {self.log_path}"
                 )
-        yield name
+        return self
+
+    def pool_processes(self) -> list:
+        """The prefork pool's child processes (the ones that run tasks)."""
+        import psutil
+
+        return psutil.Process(self.proc.pid).children()
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool at once, as when its machine is lost."""
+        import psutil
+
+        pool = self.pool_processes()
+        self.proc.kill()
+        for process in pool:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def celery_worker(django_db_setup):
+    """A real Celery worker on every queue (CeleryWorker), yielding its name. Module-scoped: a
+    module that needs a worker pays its start-up once, and the worker is gone before the next
+    module."""
+    worker = CeleryWorker().start()
+    try:
+        yield worker.name
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        worker.stop()
 
 
 def _pinged(app, name: str) -> bool:

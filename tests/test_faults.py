@@ -1,11 +1,14 @@
-"""Faults (hardening issue, part 6): the model server hangs, fails or refuses; Redis restarts.
+"""Faults (hardening issue, part 6; drills, issue 8): the model server hangs, fails or refuses;
+Redis restarts; PostgreSQL restarts under the chat, the pages and the worker.
 
 The model server is a FAKE OpenAI-compatible HTTP server (`FakeModelServer` below): a process
 boundary that cannot run here (vLLM on a GPU node). It hangs, answers 500, or answers properly,
 and counts the requests it got, which is how the tests see that an open circuit breaker sends
 nothing to the model. "Refusing connections" is a port nobody listens on. Everything else is
 real: the chat service, the OpenAI-compatible backend (langchain-openai over httpx), the
-breaker's state in the real Redis, the query log in PostgreSQL.
+breaker's state in the real Redis, the query log in PostgreSQL. Redis and PostgreSQL are
+really stopped and started (scripts/services). Faults of the indexing and training workers are in
+tests/test_faults_workers.py.
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 import redis
+from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
+from django.db import connections
 
 from assistant import llm
 from assistant.llm.breaker import _keys
-from assistant.services import Ask, chat_answer
+from assistant.services import BRIEFLY_UNAVAILABLE, Ask, chat_answer
 from compliance.models import QueryLogEntry
 from ingestion import services as ingest
 from tests.conftest import ROOT, free_port
@@ -284,3 +290,122 @@ async def test_redis_restart_between_questions_does_not_break_an_open_socket(ask
     frames = await ask(ws, QUESTION, "q2")
     assert frames[-1]["type"] == "done", frames[-1]
     await ws.disconnect()
+
+
+# --- PostgreSQL restarted --------------------------------------------------------------------
+
+
+def _postgres(command: str) -> None:
+    subprocess.run(
+        [str(ROOT / "scripts" / "services"), command, "postgres"],
+        check=True,
+        capture_output=True,
+        env=os.environ,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def postgres(transactional_db):
+    """`postgres("stop")` / `postgres("start")` on the test's own PostgreSQL. Teardown starts it
+    again (also after a failed test) and drops this thread's connection, which died with the
+    server, before the test database is emptied."""
+    yield _postgres
+    _postgres("start")
+    connections.close_all()
+
+
+@pytest.mark.asyncio
+async def test_postgres_restart_gives_the_chat_a_plain_message_then_every_socket_answers(
+    asker, live_asgi, postgres, caplog
+):
+    from tests.test_chat_limits import ask, chat
+
+    # Three users on open sockets of the real server (uvicorn), each answered once.
+    sockets = [await chat(live_asgi, user) for user in asker]
+    for n, ws in enumerate(sockets):
+        assert (await ask(ws, QUESTION, f"before-{n}"))[-1]["type"] == "done"
+
+    await asyncio.to_thread(postgres, "stop")
+    with caplog.at_level(logging.WARNING):
+        frames = await ask(sockets[0], QUESTION, "down")
+        # A plain message, and the socket stays open for the next question.
+        assert frames[-1] == {"type": "error", "id": "down", "message": BRIEFLY_UNAVAILABLE}
+        await asyncio.to_thread(postgres, "start")
+        # Every socket is answered at once: no connection broken by the restart is left in the
+        # server's threads (before the fix, every later question failed until a restart).
+        after = []
+        for round_ in range(3):
+            for n, ws in enumerate(sockets):
+                after.append((await ask(ws, QUESTION, f"after-{round_}-{n}"))[-1]["type"])
+    assert after == ["done"] * 9
+    unavailable = [r for r in caplog.records if r.getMessage() == "chat database unavailable"]
+    assert len(unavailable) == 1 and unavailable[0].levelno == logging.WARNING
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # One log entry per answered question; the refused one could not be written (no database)
+    # and nothing was answered for it.
+    assert await sync_to_async(QueryLogEntry.objects.count)() == 3 + 9
+    # A socket opened after the restart works too.
+    fresh = await chat(live_asgi, asker[0])
+    assert (await ask(fresh, QUESTION, "fresh"))[-1]["type"] == "done"
+    for ws in [*sockets, fresh]:
+        await ws.close()
+
+
+@pytest.mark.asyncio
+async def test_postgres_restart_between_questions_does_not_break_an_open_socket(asker, postgres):
+    from tests.test_chat import ask, connect
+
+    ws = await connect(asker[0])
+    assert (await ask(ws, QUESTION, "q1"))[-1]["type"] == "done"
+    await asyncio.to_thread(postgres, "stop")
+    assert (await ask(ws, QUESTION, "q2"))[-1]["message"] == BRIEFLY_UNAVAILABLE
+    await asyncio.to_thread(postgres, "start")
+    # Before the fix, this socket's every later question failed ("the connection is closed").
+    for n in range(3):
+        frames = await ask(ws, QUESTION, f"q{n + 3}")
+        assert frames[-1]["type"] == "done", frames[-1]
+    await ws.disconnect()
+
+
+def _get(server, path: str, cookie: str = "") -> httpx.Response:
+    return httpx.get(server.url + path, headers={"Cookie": cookie}, timeout=20)
+
+
+def test_postgres_restart_gives_pages_a_plain_503_then_they_serve_again(
+    asker, live_asgi, postgres, caplog
+):
+    from tests.test_chat import cookie_for
+
+    cookie = cookie_for(asker[0]).decode()
+    assert _get(live_asgi, "/chat/", cookie).status_code == 200
+
+    postgres("stop")
+    with caplog.at_level(logging.ERROR, logger="django.request"):
+        page = _get(live_asgi, "/chat/", cookie)
+    assert page.status_code == 503
+    assert "Briefly unavailable" in page.text and "reload the page in a moment" in page.text
+    assert "OperationalError" not in page.text and "Traceback" not in page.text
+    assert page.headers["Retry-After"] == "5"
+    # The operator's log has the cause.
+    assert any(r.exc_info and "OperationalError" in repr(r.exc_info[1]) for r in caplog.records)
+    assert _get(live_asgi, "/healthz").status_code == 503
+
+    postgres("start")
+    # The first request after the restart is served: each request opens its own connection.
+    for _ in range(3):
+        page = _get(live_asgi, "/chat/", cookie)
+        assert page.status_code == 200, page.text[:500]
+    assert _get(live_asgi, "/healthz").status_code == 200  # ok, or degraded without a worker
+
+
+def test_any_other_server_error_gets_the_plain_500_page(rf):
+    from config.views import server_error
+
+    try:
+        raise ValueError("secret detail")
+    except ValueError:
+        response = server_error(rf.get("/chat/"))
+    body = response.content.decode()
+    assert response.status_code == 500 and "Something went wrong" in body
+    assert "secret detail" not in body and "Retry-After" not in response

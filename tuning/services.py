@@ -255,11 +255,12 @@ def _claim(adapter_id: int, task_id: str) -> Adapter | None:
         return None
     adapter = _reload(adapter_id)
     if adapter.attempts > settings.TUNING_MAX_ATTEMPTS:
+        interrupted = adapter.attempts - 1
         _fail(
             adapter,
             task_id,
-            f"Training was interrupted {adapter.attempts - 1} times; train "
-            "a new version once the cause is fixed.",
+            f"Training was interrupted {'once' if interrupted == 1 else f'{interrupted} times'}"
+            "; train a new version once the cause is fixed.",
         )
         return None
     return adapter
