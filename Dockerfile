@@ -31,6 +31,6 @@ USER counsel
 ENV MEDIA_ROOT=/data/media STATIC_ROOT=/app/var/static
 EXPOSE 8000
 CMD ["uvicorn", "config.asgi:application", "--host", "0.0.0.0", "--port", "8000", \
-     "--lifespan", "off", "--ws", "websockets-sansio", "--ws-max-size", "65536", \
+     "--lifespan", "on", "--ws", "websockets-sansio", "--ws-max-size", "65536", \
      "--proxy-headers", \
      "--forwarded-allow-ips", "*", "--no-access-log"]

@@ -7,7 +7,6 @@ import json
 import logging
 import time
 import uuid
-import weakref
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -21,6 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from accounts.capabilities import Capability
 from accounts.selectors import user_has_capability
+from assistant.redis_clients import loop_redis
 from assistant.services import BRIEFLY_UNAVAILABLE, Ask, chat_answer
 
 
@@ -65,8 +65,6 @@ class PingConsumer(AsyncJsonWebsocketConsumer):
 
 
 logger = logging.getLogger(__name__)
-# One client per event loop: an asyncio connection belongs to the loop that opened it.
-_redis_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 # Close codes the browser explains (static/js/chat.js) instead of reconnecting at once.
@@ -93,26 +91,26 @@ return 1
 
 
 def _redis_client() -> aioredis.Redis:
-    loop = asyncio.get_running_loop()
-    client = _redis_clients.get(loop)
-    if client is None:
-        # A blocking pool: with a thousand sockets connecting or closing at once, calls wait
-        # for a free connection instead of failing with "Too many connections" (bench/load.py
-        # found that with redis-py's default pool of 100). Retries with backoff: after a Redis
-        # restart every pooled connection is dead, and the first command on each must
-        # reconnect instead of failing the question (faults drill, docs/operations.md).
-        pool = aioredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL,
-            max_connections=settings.CHAT_REDIS_CONNECTIONS,
-            timeout=10,
-            socket_connect_timeout=2,
-            socket_timeout=5,
-            health_check_interval=30,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        )
-        client = _redis_clients[loop] = aioredis.Redis(connection_pool=pool)
-    return client
+    return loop_redis("chat", _new_redis_client)
+
+
+def _new_redis_client() -> aioredis.Redis:
+    # A blocking pool: with a thousand sockets connecting or closing at once, calls wait for a
+    # free connection instead of failing with "Too many connections" (bench/load.py found that
+    # with redis-py's default pool of 100). Retries with backoff: after a Redis restart every
+    # pooled connection is dead, and the first command on each must reconnect instead of
+    # failing the question (faults drill, docs/operations.md).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.REDIS_URL,
+        max_connections=settings.CHAT_REDIS_CONNECTIONS,
+        timeout=10,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):

@@ -173,7 +173,7 @@ def main() -> None:
             application,
             host="127.0.0.1",
             port=0,
-            lifespan="off",
+            lifespan="on",
             log_level="warning",
             ws="websockets-sansio",
         )

@@ -12,7 +12,22 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from assistant.redis_clients import loop_redis_close  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
+
+
+async def lifespan(scope, receive, send) -> None:
+    """Server start and stop (uvicorn --lifespan on): on stop, after the last socket closed,
+    the Redis clients of the server's loop are closed while that loop still runs."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await loop_redis_close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
 
 application = ProtocolTypeRouter(
     {
@@ -22,5 +37,6 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
+        "lifespan": lifespan,
     }
 )

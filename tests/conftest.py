@@ -194,7 +194,7 @@ class LiveASGIServer:
             application,
             host="127.0.0.1",
             port=self.port,
-            lifespan="off",
+            lifespan="on",
             log_level="warning",
             ws="websockets-sansio",
         )

@@ -23,12 +23,10 @@ down must not stop the chat: then the breaker lets every question through and lo
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import math
 import uuid
-import weakref
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -40,6 +38,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from assistant.llm.errors import LLMUnavailable
+from assistant.redis_clients import loop_redis
 
 logger = logging.getLogger(__name__)
 
@@ -102,23 +101,19 @@ class Admission:
     probe: str = ""
 
 
-_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def _redis() -> aioredis.Redis:
-    # One client per event loop: an asyncio connection belongs to the loop that opened it.
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        client = _clients[loop] = aioredis.Redis.from_url(
-            settings.REDIS_URL,
-            socket_connect_timeout=1,
-            socket_timeout=1,
-            # One quick retry: the pooled connections of a restarted Redis are all dead.
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        )
-    return client
+    return loop_redis("llm-breaker", _new_redis)
+
+
+def _new_redis() -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_connect_timeout=1,
+        socket_timeout=1,
+        # One quick retry: the pooled connections of a restarted Redis are all dead.
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
 
 
 def _keys() -> list[str]:
