@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import warnings
 
 import pytest
 import websockets
@@ -185,3 +186,17 @@ async def test_endless_output_is_cut_with_a_note(cast, live_asgi, settings):
     assert (await ask(sam, "What is Project KESTREL?", "next"))[-1]["type"] == "done"
     await sam.close()
     await hana.close()
+
+
+@pytest.mark.asyncio
+async def test_a_stopped_server_closes_its_redis_connections_itself(cast, live_asgi):
+    sam = await chat(live_asgi, cast["sam"])
+    assert (await ask(sam, "What is Project KESTREL?", "k"))[-1]["type"] == "done"
+    await sam.close()
+    # Closed by the server at shutdown, not torn down with its loop (a ResourceWarning each).
+    # catch_warnings records the server thread's warnings too: it swaps a process-wide hook.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        await asyncio.to_thread(live_asgi.stop)
+    assert not live_asgi.thread.is_alive()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
