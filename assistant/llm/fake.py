@@ -34,12 +34,11 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
 from langchain_core.messages import AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk
 from pydantic import ConfigDict
 
+from assistant.llm.base import StreamingChatModel
 from assistant.llm.errors import LLMUnavailable
 
 HANG = "[[fake:hang]]"
@@ -67,7 +66,7 @@ def recent_prompts() -> list[list[tuple[str, str]]]:
     return list(_received)
 
 
-class FakeStreamingChatModel(BaseChatModel):
+class FakeStreamingChatModel(StreamingChatModel):
     """FAKE model (see the module docstring): deterministic, echoing, paced like a server."""
 
     model_config = ConfigDict(protected_namespaces=())
@@ -168,25 +167,3 @@ class FakeStreamingChatModel(BaseChatModel):
                 run_manager.on_llm_new_token(word, chunk=chunk)
             yield chunk
         yield self._final(input_tokens, len(words), reason)
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return await agenerate_from_stream(
-            self._astream(messages, stop=stop, run_manager=run_manager, **kwargs)
-        )
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return generate_from_stream(
-            self._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
-        )

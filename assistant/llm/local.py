@@ -33,13 +33,12 @@ from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel
-from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
 from langchain_core.messages import AIMessageChunk, BaseMessage, ChatMessage
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk
 from pydantic import ConfigDict, Field
 
+from assistant.llm.base import StreamingChatModel
 from assistant.llm.convert import is_prepared
 from assistant.llm.errors import LLMError, LLMUnavailable
 from assistant.llm.slots import GenerationSlots, get_generation_slots
@@ -389,7 +388,7 @@ class _Generation:
 # --- the LangChain model ---------------------------------------------------------------------
 
 
-class LocalChatModel(BaseChatModel):
+class LocalChatModel(StreamingChatModel):
     """SmolLM2-135M-Instruct (or any converted causal LM checkpoint) generating in-process.
 
     Per-call options (``model.astream(messages, max_new_tokens=8, temperature=0)``):
@@ -520,17 +519,6 @@ class LocalChatModel(BaseChatModel):
                 while generation.thread.is_alive():
                     await asyncio.sleep(0.005)
 
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return await agenerate_from_stream(
-            self._astream(messages, stop=stop, run_manager=run_manager, **kwargs)
-        )
-
     # --- sync (worker threads, Celery tasks, benchmarks) ---
 
     def _stream(
@@ -559,17 +547,6 @@ class LocalChatModel(BaseChatModel):
             finally:
                 generation.cancel.set()
                 generation.thread.join()
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return generate_from_stream(
-            self._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
-        )
 
 
 def loaded_model(model_dir: Path, *, threads: int = 0) -> tuple[Any, Any]:
