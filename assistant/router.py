@@ -1,4 +1,4 @@
-"""The router: retrieval (RAG) or the role's fine-tuned adapter, per question, with a reason.
+"""The router: retrieval (RAG), the role's fine-tuned adapter, or both, per question, with a reason.
 
 A pure function over facts the chat service gathered (strategy, adapter eligibility, what
 retrieval found, token estimates, prices), so the whole decision table is testable without a
@@ -12,8 +12,11 @@ database or a model. The factors, in the order they are applied (DESIGN.md, "Tun
    versions, documents added since): RAG;
 5. data volume — the relevant passages do not fit the prompt budget: the adapter, which needs
    no context;
-6. quality — the adapter's held-out accuracy is below `TUNING_ROUTER_MIN_ACCURACY`: RAG;
-7. cost — both are expected to answer: the cheaper by estimated prompt tokens and prices.
+6. measured best — the *hybrid* (the adapter with the best `TUNING_HYBRID_SOURCES` retrieved
+   passages in its prompt) answered more held-out questions than the adapter alone and than
+   retrieval, and at least `TUNING_ROUTER_MIN_ACCURACY`: the hybrid (it cites what it was given);
+7. quality — the adapter's held-out accuracy is below `TUNING_ROUTER_MIN_ACCURACY`: RAG;
+8. cost — both are expected to answer: the cheaper by estimated prompt tokens and prices.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from decimal import Decimal
 
 RAG = "rag"
 TUNED = "tuned"
+HYBRID = "hybrid"  # the adapter, with a short retrieved context
+ADAPTER_ROUTES = frozenset([TUNED, HYBRID])  # served (and priced) by the adapter
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ class Prices:
     def cost(self, route: str, prompt_tokens: int, completion_tokens: int) -> Decimal:
         prompt, completion = (
             (self.tuned_prompt, self.tuned_completion)
-            if route == TUNED
+            if route in ADAPTER_ROUTES
             else (self.rag_prompt, self.rag_completion)
         )
         value = Decimal(str(prompt)) * prompt_tokens + Decimal(str(completion)) * completion_tokens
@@ -61,6 +66,8 @@ class RouteFacts:
     adapter: str | None = None  # the eligible adapter's name, if any
     ineligible_reason: str = ""  # why no adapter may serve (when adapter is None)
     adapter_accuracy: float | None = None  # held-out accuracy of the adapter
+    rag_accuracy: float | None = None  # … of retrieval, on the same questions
+    hybrid_accuracy: float | None = None  # … of the adapter with a short retrieved context
     min_accuracy: float = 0.5
     relevant_passages: int = 0  # readable passages retrieval found worth a prompt
     untrained_passages: int = 0  # of those, from documents (versions) the adapter never saw
@@ -68,6 +75,7 @@ class RouteFacts:
     budget_tokens: int = 0
     rag_prompt_tokens: int = 0
     tuned_prompt_tokens: int = 0
+    hybrid_prompt_tokens: int = 0
     prices: Prices = Prices()
 
 
@@ -105,6 +113,24 @@ def decide(facts: RouteFacts) -> Route:
             TUNED,
             f"The relevant passages exceed the prompt budget of {facts.budget_tokens} tokens; "
             "the adapter needs no context.",
+        )
+    hybrid = facts.hybrid_accuracy
+    others = [a for a in (facts.adapter_accuracy, facts.rag_accuracy) if a is not None]
+    if hybrid is not None and hybrid >= facts.min_accuracy and all(hybrid > a for a in others):
+        measured = ", ".join(
+            f"{name} {value:.0%}"
+            for name, value in (
+                ("adapter with passages", hybrid),
+                ("adapter alone", facts.adapter_accuracy),
+                ("retrieval", facts.rag_accuracy),
+            )
+            if value is not None
+        )
+        return Route(
+            HYBRID,
+            f"The adapter given the best retrieved passages answered the most held-out "
+            f"questions ({measured}); about {facts.hybrid_prompt_tokens} prompt tokens against "
+            f"{facts.rag_prompt_tokens} with retrieval alone.",
         )
     if facts.adapter_accuracy is None or facts.adapter_accuracy < facts.min_accuracy:
         accuracy = "unknown" if facts.adapter_accuracy is None else f"{facts.adapter_accuracy:.0%}"

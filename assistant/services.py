@@ -270,16 +270,17 @@ def citation_url(citation: Citation) -> str | None:
     return f"/documents/{citation.document_id}/{anchor}"
 
 
-def _route_facts(ctx: _Context, eligibility, candidates, rag_prompt, tuned_prompt):
+def _route_facts(ctx: _Context, eligibility, candidates, rag_prompt, tuned_prompt, hybrid_prompt):
     adapter = eligibility.adapter if eligibility is not None else None
     trained = eligibility.trained if eligibility is not None else frozenset()
+    heldout = (adapter.metrics.get("heldout") or {}) if adapter is not None else {}
     return router.RouteFacts(
         strategy=ctx.strategy,
         adapter=adapter.name if adapter is not None else None,
         ineligible_reason=eligibility.reason if eligibility is not None else "",
-        adapter_accuracy=(
-            (adapter.metrics.get("heldout") or {}).get("adapter") if adapter is not None else None
-        ),
+        adapter_accuracy=heldout.get("adapter"),
+        rag_accuracy=heldout.get("rag"),
+        hybrid_accuracy=heldout.get("hybrid"),
         min_accuracy=settings.TUNING_ROUTER_MIN_ACCURACY,
         relevant_passages=len(candidates),
         # Transience: passages from documents (or versions) the adapter never saw.
@@ -288,6 +289,7 @@ def _route_facts(ctx: _Context, eligibility, candidates, rag_prompt, tuned_promp
         budget_tokens=settings.CHAT_CONTEXT_TOKENS,
         rag_prompt_tokens=rag_prompt.prompt_tokens if rag_prompt is not None else 0,
         tuned_prompt_tokens=tuned_prompt.prompt_tokens if tuned_prompt is not None else 0,
+        hybrid_prompt_tokens=hybrid_prompt.prompt_tokens if hybrid_prompt is not None else 0,
         prices=router.Prices.from_settings(),
     )
 
@@ -370,12 +372,23 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
             )
     if not embedding.done():
         embedding.cancel()  # the adapter answers without retrieval; the vector is not needed
-    tuned_prompt = None
+    tuned_prompt = hybrid_prompt = None
     if adapter is not None:
         tuned_prompt = await asyncio.to_thread(
             build_tuned_prompt, question=standalone, count_tokens=llm.count_tokens
         )
-    route = router.decide(_route_facts(ctx, eligibility, candidates, rag_prompt, tuned_prompt))
+        if rag_prompt is not None and (adapter.metrics.get("heldout") or {}).get("hybrid"):
+            # The hybrid's prompt: the retrieval prompt cut to the best few passages.
+            hybrid_prompt = await asyncio.to_thread(
+                build_prompt,
+                question=standalone,
+                sources=rag_prompt.sources[: settings.TUNING_HYBRID_SOURCES],
+                count_tokens=llm.count_tokens,
+                budget_tokens=settings.CHAT_CONTEXT_TOKENS,
+            )
+    route = router.decide(
+        _route_facts(ctx, eligibility, candidates, rag_prompt, tuned_prompt, hybrid_prompt)
+    )
     result.route, result.route_reason = route.route, route.reason
     if search_failed and route.route == router.RAG:
         pass  # the error recorded above stands
@@ -383,8 +396,9 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
         result.answer, result.status = REFUSAL, Message.Status.REFUSED
         result.outcome = QueryLogEntry.Outcome.REFUSED
     else:
-        if route.route == router.TUNED:
-            prompt = tuned_prompt
+        if route.route in router.ADAPTER_ROUTES:
+            prompt = tuned_prompt if route.route == router.TUNED else hybrid_prompt
+            used = candidates[: len(prompt.sources)]
             name = adapter.name
             result.adapter = adapter.label
             model = llm.get_chat_model(adapter=name)

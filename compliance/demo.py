@@ -190,7 +190,7 @@ def demo_history_load(*, seed: int = 7) -> int:
             if used:
                 answer += " [1]"
         if adapter_route:
-            route, adapter = "adapter", f"{profile}-v1"
+            route, adapter = "tuned", f"{profile}-v1"
             reason = "Adapter current for the asker's profile; short factual question."
             prompt_tokens, latency = rng.randint(60, 140), rng.randint(500, 1600)
         else:

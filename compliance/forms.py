@@ -30,7 +30,12 @@ class LogFilterForm(forms.Form):
     route = forms.ChoiceField(
         required=False,
         label="Route",
-        choices=[("", "Any route"), ("rag", "Retrieval (rag)"), ("adapter", "Adapter")],
+        choices=[
+            ("", "Any route"),
+            ("rag", "Retrieval (rag)"),
+            ("tuned", "Adapter (tuned)"),
+            ("hybrid", "Adapter with passages (hybrid)"),
+        ],
     )
     model = forms.CharField(required=False, max_length=200, label="Model or adapter")
     outcome = forms.ChoiceField(required=False, label="Outcome")

@@ -358,7 +358,7 @@ def test_filters_combine_and_search_questions_and_answers(cast):
         at=now - dt.timedelta(days=1),
         question="Who approves travel?",
         answer="Your manager approves business travel.",
-        route="adapter",
+        route="tuned",
         adapter="ap-123-v1",
         retrieved=[{"chunk": 9, "collection": cast["sales"].pk, "used": True}],
     )
@@ -377,7 +377,7 @@ def test_filters_combine_and_search_questions_and_answers(cast):
     assert ids(date_to=(now - dt.timedelta(days=5)).date()) == [a.pk]
     assert ids(q="discount") == [a.pk]
     assert ids(q="manager travel") == [b.pk]  # words from the answer
-    assert ids(route="adapter") == ids(model="ap-123-v1") == [b.pk]
+    assert ids(route="tuned") == ids(model="ap-123-v1") == [b.pk]
     assert ids(collection=cast["sales"].pk) == [b.pk]
     assert ids(outcome="refused") == [c.pk]
     assert ids(state="flagged") == [b.pk]
@@ -519,13 +519,13 @@ def test_dashboard_aggregates_and_draws_accessible_charts(cast):
     today = timezone.localdate()
     noon = timezone.make_aware(dt.datetime.combine(today, dt.time(12)))
     entry(cast["alice"], at=noon, latency_ms=1000, prompt_tokens=100, completion_tokens=10)
-    entry(cast["alice"], at=noon, latency_ms=3000, route="adapter", prompt_tokens=50)
+    entry(cast["alice"], at=noon, latency_ms=3000, route="tuned", prompt_tokens=50)
     entry(cast["charlie"], at=noon, outcome="refused", latency_ms=100)
     entry(cast["alice"], at=noon - dt.timedelta(days=1), outcome="error", latency_ms=50)
     data = querylog_dashboard(start=today - dt.timedelta(days=6), end=today)
     assert data.per_role_day["Sales"] == {today: 2, today - dt.timedelta(days=1): 1}
     assert data.per_role_day["(no role)"] == {today: 1}
-    assert data.per_route_day["adapter"] == {today: 1}
+    assert data.per_route_day["tuned"] == {today: 1}
     assert data.outcomes_day["refused"][today] == 1
     assert data.outcomes_day["error"][today - dt.timedelta(days=1)] == 1
     assert data.latency_day["answer"][today] == 2000.0  # the median of 1000 and 3000
@@ -552,7 +552,7 @@ def test_the_demo_company_gets_a_chained_idempotent_history(db):
     )
     assert span > dt.timedelta(days=14)
     assert set(entries.values_list("outcome", flat=True)) >= {"answered", "refused", "error"}
-    assert set(entries.values_list("route", flat=True)) == {"rag", "adapter"}
+    assert set(entries.values_list("route", flat=True)) == {"rag", "tuned"}
     # Refusals come from people who may not read the collection; answers carry their passage.
     answered = entries.filter(outcome="answered", route="rag").first()
     assert answered.used_chunks[0]["text"] and answered.used_chunks[0]["document_title"]

@@ -43,6 +43,21 @@ CASES = [
     ({"adapter_accuracy": None}, "rag", "accuracy (unknown)"),
     ({}, "tuned", "the adapter is cheaper (about 60 prompt tokens"),
     ({"tuned_prompt_tokens": 700}, "rag", "retrieval is cheaper"),
+    # The hybrid, when it measured best and well enough.
+    (
+        {"hybrid_accuracy": 0.6, "adapter_accuracy": 0.2, "rag_accuracy": 0.17},
+        "hybrid",
+        "adapter with passages 60%, adapter alone 20%, retrieval 17%",
+    ),
+    ({"hybrid_accuracy": 0.6, "adapter_accuracy": None, "rag_accuracy": None}, "hybrid", "60%"),
+    ({"hybrid_accuracy": 0.6, "rag_accuracy": 0.7}, "tuned", "the adapter is cheaper"),
+    ({"hybrid_accuracy": 0.6, "adapter_accuracy": 0.6, "rag_accuracy": 0.1}, "tuned", "cheaper"),
+    ({"hybrid_accuracy": 0.4, "adapter_accuracy": 0.2, "rag_accuracy": 0.1}, "rag", "below"),
+    ({"hybrid_accuracy": 0.9, "untrained_passages": 1}, "rag", "newer than the adapter"),
+    ({"hybrid_accuracy": 0.9, "relevant_passages": 0}, "rag", "Nothing relevant"),
+    ({"hybrid_accuracy": 0.9, "context_overflow": True}, "tuned", "prompt budget"),
+    ({"hybrid_accuracy": 0.9, "strategy": "tuned"}, "tuned", "strategy is the adapter"),
+    ({"hybrid_accuracy": 0.9, "strategy": "rag"}, "rag", "strategy is retrieval"),
     (
         {"prices": Prices(rag_prompt=0.01, tuned_prompt=1.0), "tuned_prompt_tokens": 60},
         "rag",
@@ -61,4 +76,5 @@ def test_router_decision_table(change, route, reason):
 def test_cost_estimate_uses_the_route_prices_per_thousand_tokens():
     assert PRICES.cost("rag", 1000, 100) == Decimal("0.65000000")
     assert PRICES.cost("tuned", 1000, 100) == Decimal("0.78000000")
+    assert PRICES.cost("hybrid", 1000, 100) == Decimal("0.78000000")  # served by the adapter
     assert Prices().cost("rag", 500, 20) == Decimal("0")

@@ -226,6 +226,27 @@ def test_auto_strategy_picks_the_cheaper_adapter_when_both_can_answer(demo):
     assert "the adapter is cheaper" in entry.route_reason
 
 
+def test_auto_strategy_picks_the_hybrid_when_it_measured_best(demo):
+    adapter = registered_adapter(accuracy=0.2)
+    adapter.metrics["heldout"].update(rag=0.17, hybrid=0.6)
+    adapter.save()
+    events, entry = ask("sam")
+    done = events[-1]
+    assert entry.route == "hybrid", entry.route_reason
+    assert "adapter with passages 60%, adapter alone 20%, retrieval 17%" in entry.route_reason
+    # The adapter answers with the best retrieved passage, which it may cite.
+    assert "Adapter: " + adapter.name in done["html"] and "[1]" in done["html"]
+    assert len(done["citations"]) == 1 and len(entry.retrieved) > 1
+    assert entry.model == "fake+" + adapter.name and entry.adapter == adapter.label
+    assert entry.prompt_tokens > 0
+    message = Message.objects.get(pk=done["message"])
+    assert message.route == "hybrid"
+    # Without a measured hybrid, the same question goes by the other factors.
+    adapter.metrics["heldout"].pop("hybrid")
+    adapter.save()
+    assert ask("sam")[1].route == "rag"  # adapter accuracy 20% is below the router's 50%
+
+
 def test_activation_refuses_a_leaky_adapter_and_retires_the_previous_version(demo):
     from django.core.exceptions import ValidationError
 

@@ -101,9 +101,12 @@
     p.className = "route muted small";
     p.dataset.route = msg.route;
     const label = document.createElement("strong");
+    const adapter = msg.adapter ? " " + msg.adapter : "";
     label.textContent = msg.route === "tuned"
-      ? "Answered by the fine-tuned model" + (msg.adapter ? " " + msg.adapter : "") + " — it may not cite sources. "
-      : "Answered from your documents. ";
+      ? "Answered by the fine-tuned model" + adapter + " — it may not cite sources. "
+      : msg.route === "hybrid"
+        ? "Answered by the fine-tuned model" + adapter + " with passages from your documents. "
+        : "Answered from your documents. ";
     const reason = document.createElement("span");
     reason.className = "route-reason";
     reason.textContent = msg.route_reason || "";
