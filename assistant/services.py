@@ -41,7 +41,7 @@ from assistant.prompts import (
 from assistant.rendering import answer_html
 from compliance.models import QueryLogEntry
 from compliance.services import querylog_append
-from ingestion.embedding import embed_query
+from ingestion.embedding import embed_query_async
 from ingestion.selectors import SearchHit, chunk_search
 from tuning.selectors import Eligibility, adapter_for_user, strategy_for_user
 
@@ -291,7 +291,7 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
         return
     # The question's embedding is computed while the context loads (a model call and a few
     # queries, independent of each other); a follow-up that gets condensed is embedded again.
-    embedding = asyncio.ensure_future(asyncio.to_thread(embed_query, question))
+    embedding = asyncio.ensure_future(embed_query_async(question))
     try:
         ctx = await sync_to_async(_load_context)(ask)
     except ChatRefused as exc:
@@ -316,7 +316,7 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
         try:
             vector = await embedding
             if standalone != question:
-                vector = await asyncio.to_thread(embed_query, standalone)
+                vector = await embed_query_async(standalone)
             retrieved = await sync_to_async(chunk_search)(
                 user=ctx.user, query=standalone, k=settings.CHAT_MAX_SOURCES * 2, vector=vector
             )
