@@ -99,17 +99,22 @@ def _load_context(ask: Ask) -> _Context:
             .values_list("content", flat=True)[: settings.CHAT_HISTORY_TURNS]
         )[::-1]
     readable = user_readable_collection_ids(user=user)
-    strategy = strategy_for_user(user=user)
+    # The roles, read once for the log, the strategy and the adapter check below.
+    roles = list(user.groups.values_list("pk", "name"))
+    role_ids = [pk for pk, _ in roles]
+    strategy = strategy_for_user(user=user, role_ids=role_ids)
     return _Context(
         user=user,
-        roles=sorted(user.groups.values_list("name", flat=True)),
+        roles=sorted(name for _, name in roles),
         readable=sorted(readable),
         profile_key=profile_key(readable),
         conversation=conversation,
         previous_questions=previous,
         strategy=strategy,
         # Checked on every question, in SQL: every training document still readable and current.
-        eligibility=adapter_for_user(user=user) if strategy != router.RAG else None,
+        eligibility=(
+            adapter_for_user(user=user, role_ids=role_ids) if strategy != router.RAG else None
+        ),
     )
 
 
