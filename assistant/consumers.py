@@ -89,6 +89,17 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
+# A question's limits in one round trip before the answer starts: count it in this minute's
+# rate window, then take the user's one-answer lock unless the rate is exceeded. Returns 0
+# (go), 1 (rate exceeded; the lock is not taken) or 2 (an answer is running already).
+_CLAIM_QUESTION = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], 120) end
+if n > tonumber(ARGV[1]) then return 1 end
+if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3]) then return 2 end
+return 0
+"""
+
 
 def _redis_client() -> aioredis.Redis:
     return loop_redis("chat", _new_redis_client)
@@ -297,25 +308,24 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.running = asyncio.create_task(self._relay(ask))
 
     async def _limits(self) -> str | None:
-        redis = _redis_client()
         minute = int(time.time() // 60)
-        rate_key = f"counsel:chat:rate:{self.user_id}:{minute}"
-        count = await redis.incr(rate_key)
-        if count == 1:
-            await redis.expire(rate_key, 120)
-        if count > settings.CHAT_RATE_PER_MINUTE:
+        # Per minute of the rate, and one running answer per user, whichever socket or node it
+        # runs on.
+        refused = await _redis_client().eval(
+            _CLAIM_QUESTION,
+            2,
+            f"counsel:chat:rate:{self.user_id}:{minute}",
+            f"counsel:chat:running:{self.user_id}",
+            settings.CHAT_RATE_PER_MINUTE,
+            self.lock_token,
+            settings.CHAT_ANSWER_LOCK_SECONDS,
+        )
+        if refused == 1:
             return (
                 f"You have asked {settings.CHAT_RATE_PER_MINUTE} questions this minute; "
                 "please wait a moment."
             )
-        # One running answer per user, whichever socket or node it runs on.
-        taken = await redis.set(
-            f"counsel:chat:running:{self.user_id}",
-            self.lock_token,
-            nx=True,
-            ex=settings.CHAT_ANSWER_LOCK_SECONDS,
-        )
-        if not taken:
+        if refused == 2:
             return "An answer is still being written for you; wait for it or stop it first."
         return None
 

@@ -41,7 +41,7 @@ from assistant.prompts import (
 from assistant.rendering import answer_html
 from compliance.models import QueryLogEntry
 from compliance.services import querylog_append
-from ingestion.embedding import embed_query
+from ingestion.embedding import embed_query_async
 from ingestion.selectors import SearchHit, chunk_search
 from tuning.selectors import Eligibility, adapter_for_user, strategy_for_user
 
@@ -117,17 +117,22 @@ def _load_context(ask: Ask) -> _Context:
             .values_list("content", flat=True)[: settings.CHAT_HISTORY_TURNS]
         )[::-1]
     readable = user_readable_collection_ids(user=user)
-    strategy = strategy_for_user(user=user)
+    # The roles, read once for the log, the strategy and the adapter check below.
+    roles = list(user.groups.values_list("pk", "name"))
+    role_ids = [pk for pk, _ in roles]
+    strategy = strategy_for_user(user=user, role_ids=role_ids)
     return _Context(
         user=user,
-        roles=sorted(user.groups.values_list("name", flat=True)),
+        roles=sorted(name for _, name in roles),
         readable=sorted(readable),
         profile_key=profile_key(readable),
         conversation=conversation,
         previous_questions=previous,
         strategy=strategy,
         # Checked on every question, in SQL: every training document still readable and current.
-        eligibility=adapter_for_user(user=user) if strategy != router.RAG else None,
+        eligibility=(
+            adapter_for_user(user=user, role_ids=role_ids) if strategy != router.RAG else None
+        ),
     )
 
 
@@ -314,7 +319,7 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
         return
     # The question's embedding is computed while the context loads (a model call and a few
     # queries, independent of each other); a follow-up that gets condensed is embedded again.
-    embedding = asyncio.ensure_future(asyncio.to_thread(embed_query, question))
+    embedding = asyncio.ensure_future(embed_query_async(question))
     try:
         ctx = await sync_to_async(_load_context)(ask)
     except ChatRefused as exc:
@@ -346,7 +351,7 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
         try:
             vector = await embedding
             if standalone != question:
-                vector = await asyncio.to_thread(embed_query, standalone)
+                vector = await embed_query_async(standalone)
             retrieved = await sync_to_async(chunk_search)(
                 user=ctx.user, query=standalone, k=settings.CHAT_MAX_SOURCES * 2, vector=vector
             )

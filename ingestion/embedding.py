@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from django.conf import settings
@@ -53,4 +55,39 @@ def embed_texts(texts: Sequence[str], *, batch_size: int | None = None) -> np.nd
 
 
 def embed_query(text: str) -> np.ndarray:
-    return embed_texts([text])[0]
+    """One text's unit-length vector, as `embed_texts` gives it (the same modules: transformer,
+    the model's own pooling, normalization), without `encode`'s batching and sorting.
+
+    Not under `_lock`: a question must not wait for a whole indexing batch, and inference on
+    the shared model is safe from several threads."""
+    import torch
+
+    model = embedding_model()
+    with torch.inference_mode():
+        features = model.preprocess([text])
+        vector = model.forward(features)["sentence_embedding"][0]
+    return vector.numpy().astype(np.float32, copy=False)
+
+
+def _one_query_thread() -> None:
+    import torch
+
+    # Under OpenMP, torch's intra-op thread count belongs to the calling thread: this sets it
+    # for the query-embedding thread only, not for batch embedding elsewhere in the process.
+    torch.set_num_threads(settings.EMBEDDING_QUERY_THREADS)
+
+
+@functools.cache
+def _query_executor() -> ThreadPoolExecutor:
+    # One thread for every chat question of this process. A short query is embedded fastest on
+    # one core (the second thread's hand-off costs more than it saves), and that leaves the other
+    # core to the context queries running meanwhile, the event loop and PostgreSQL. Questions
+    # were serialized before too (one encode at a time, `_lock`).
+    return ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="query-embedding", initializer=_one_query_thread
+    )
+
+
+async def embed_query_async(text: str) -> np.ndarray:
+    """`embed_query` on the query-embedding thread, for the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(_query_executor(), embed_query, text)

@@ -1,6 +1,11 @@
-"""Pure parts of the chat: answer sanitising, the prompt budget, follow-up condensing."""
+"""Pure parts of the chat: answer sanitising, the prompt budget, follow-up condensing, the
+question's embedding."""
 
+import asyncio
+
+import numpy as np
 import pytest
+import torch
 
 from assistant.prompts import (
     SYSTEM_PROMPT,
@@ -10,6 +15,7 @@ from assistant.prompts import (
     referenced_numbers,
 )
 from assistant.rendering import ALLOWED_TAGS, answer_html
+from ingestion.embedding import embed_query, embed_query_async, embed_texts
 
 
 @pytest.mark.parametrize(
@@ -100,3 +106,27 @@ def test_follow_ups_are_completed_from_the_previous_question():
 
 def test_referenced_numbers():
     assert referenced_numbers("See [1] and [3], not [x].") == {1, 3}
+
+
+QUESTIONS = [
+    "How many vacation days do I get?",
+    "Wie viele Urlaubstage habe ich? Ünïcode, CAPITALS and 2024-05-01.",
+    # Longer than the model's 256 tokens: both paths must truncate alike.
+    " ".join(["What does the travel policy say about trains, hotels and per diems?"] * 40),
+]
+
+
+def test_a_question_is_embedded_exactly_as_indexing_embeds_texts():
+    indexed = embed_texts(QUESTIONS)  # the batch path documents are indexed with
+
+    for question, vector in zip(QUESTIONS, indexed, strict=True):
+        np.testing.assert_allclose(embed_query(question), vector, atol=1e-5)
+
+
+def test_the_query_thread_leaves_other_threads_torch_settings_alone():
+    threads = torch.get_num_threads()
+
+    vector = asyncio.run(embed_query_async(QUESTIONS[0]))
+
+    np.testing.assert_allclose(vector, embed_texts(QUESTIONS[:1])[0], atol=1e-5)
+    assert torch.get_num_threads() == threads

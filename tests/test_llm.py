@@ -443,8 +443,11 @@ def test_count_tokens_uses_the_models_tokenizer(local_model_dir):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(local_model_dir)
-    text = "The staff canteen is called Blue Fern."
-    assert llm.count_tokens(text) == len(tokenizer.encode(text, add_special_tokens=False))
+    for text in (
+        "The staff canteen is called Blue Fern.",
+        "[1] Handbook — Travel (page 4)\nÜber 2.000 € per trip;  tabs\tand  spaces.\n\n" * 20,
+    ):
+        assert llm.count_tokens(text) == len(tokenizer.encode(text, add_special_tokens=False))
 
 
 @pytest.mark.slow

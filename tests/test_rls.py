@@ -138,6 +138,27 @@ def test_reading_as_a_user_sets_their_collections_for_that_block_only(world, as_
         assert scalar("SELECT count(*) FROM ingestion_chunk") == 0
 
 
+@pytest.mark.django_db(transaction=True)
+def test_reading_as_its_own_transaction_scopes_that_transaction_only(world, settings):
+    role = connection.ops.quote_name(settings.DATABASE_APP_ROLE)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET ROLE {role}")  # for the session: there is no test transaction
+    try:
+        assert not connection.in_atomic_block
+        with rls.reading_as(user=world["alice"]):
+            assert scalar("SELECT count(*) FROM ingestion_chunk") == world["counts"][world["sales"]]
+        # Committed: the setting ended with the block's transaction.
+        assert not scalar("SELECT current_setting(%s, true)", [rls.READABLE_SETTING])
+        assert scalar("SELECT count(*) FROM ingestion_chunk") == 0
+        with pytest.raises(RuntimeError), rls.reading_as(user=world["bob"]):
+            raise RuntimeError("rolled back")
+        assert not scalar("SELECT current_setting(%s, true)", [rls.READABLE_SETTING])
+        assert scalar("SELECT count(*) FROM ingestion_chunk") == 0
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET ROLE")
+
+
 def test_chunk_search_finds_the_same_chunks_as_the_web_role(world, settings):
     questions = ["hotel nightly limit in Munich", "salary band for engineers", "trains"]
     users = [world[name] for name in ("alice", "bob", "charlie", "admin")]

@@ -11,6 +11,7 @@ marks adapters stale was missed.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -52,13 +53,19 @@ def adapter_unservable_documents(*, user, adapter: Adapter) -> int:
     )
 
 
-def adapter_for_user(*, user) -> Eligibility:
+def adapter_for_user(*, user, role_ids: Collection[int] | None = None) -> Eligibility:
     """The active adapter that may answer `user` now, or None with the reason in words.
 
     Candidates are the active adapters trained for one of the user's current roles (newest
     activation first); the first whose every training document passes the check serves.
+    `role_ids`: the user's roles as the caller has just read them (one query fewer).
     """
-    roles = list(user.groups.values_list("pk", flat=True)) if user.is_authenticated else []
+    if not user.is_authenticated:
+        roles = []
+    elif role_ids is not None:
+        roles = list(role_ids)
+    else:
+        roles = list(user.groups.values_list("pk", flat=True))
     candidates = list(
         Adapter.objects.filter(state=Adapter.State.ACTIVE, roles__in=roles)
         .annotate(document_count=Count("documents", distinct=True))
@@ -93,13 +100,15 @@ def _first_servable(user, candidates: list[Adapter], refusals: list[str]) -> Eli
     return Eligibility(None, "Adapter refused: " + "; ".join(refusals) + ".")
 
 
-def strategy_for_user(*, user) -> str:
+def strategy_for_user(*, user, role_ids: Collection[int] | None = None) -> str:
     """The routing strategy for `user`: the most cautious of their roles' strategies.
 
     Retrieval wins over automatic, automatic over the adapter; roles without a setting use
-    TUNING_DEFAULT_STRATEGY.
+    TUNING_DEFAULT_STRATEGY. `role_ids`: as in `adapter_for_user`.
     """
-    roles = list(user.groups.values_list("pk", flat=True))
+    roles = (
+        list(role_ids) if role_ids is not None else list(user.groups.values_list("pk", flat=True))
+    )
     if not roles:
         return "rag"
     chosen = dict(RoleStrategy.objects.filter(role_id__in=roles).values_list("role_id", "strategy"))

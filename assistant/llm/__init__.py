@@ -18,7 +18,11 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from django.conf import settings
 
 from assistant.llm.breaker import (
     Admission,
@@ -121,10 +125,26 @@ def count_tokens(text: str) -> int:
     """
     if not text:
         return 0
-    tokenizer = _tokenizer(LLMConfig.from_settings().local_model_dir)
-    if tokenizer is None:
+    encode = _token_encoder(str(settings.LLM_LOCAL_MODEL_DIR))
+    if encode is None:
         return math.ceil(len(text) / _CHARS_PER_TOKEN)
-    return len(tokenizer.encode(text, add_special_tokens=False))
+    return len(encode(text, add_special_tokens=False).ids)
+
+
+# Counting runs several times before every first token (the prompt budget): once the converted
+# model is found, its Rust tokenizer is called directly, without checking the model's files and
+# going through transformers' wrapper each time (about 0.5 ms a call). Same ids (test_llm.py).
+_encoders: dict[str, Callable] = {}
+
+
+def _token_encoder(model_dir: str) -> Callable | None:
+    encode = _encoders.get(model_dir)
+    if encode is None:
+        tokenizer = _tokenizer(Path(model_dir))
+        if tokenizer is None:
+            return None
+        encode = _encoders[model_dir] = tokenizer.backend_tokenizer.encode
+    return encode
 
 
 def _tokenizer(model_dir):

@@ -246,6 +246,9 @@ STORAGES = {
 EMBEDDING_MODEL_PATH = env_str("EMBEDDING_MODEL_PATH", "")
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 32, minimum=1)
 EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0, minimum=0)  # 0: torch's default
+# Torch threads for embedding one chat question (on a thread of its own, ingestion.embedding):
+# a 15-token query gains nothing from a second thread, which the context's queries need.
+EMBEDDING_QUERY_THREADS = env_int("EMBEDDING_QUERY_THREADS", 1, minimum=1)
 INGEST_MAX_UPLOAD_MB = env_int("INGEST_MAX_UPLOAD_MB", 25, minimum=1)
 INGEST_MAX_TEXT_CHARS = env_int("INGEST_MAX_TEXT_CHARS", 5_000_000, minimum=1000)
 INGEST_MAX_PAGES = env_int("INGEST_MAX_PAGES", 2000, minimum=1)
