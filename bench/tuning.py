@@ -33,6 +33,12 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=200)
     parser.add_argument("--eval-questions", type=int, default=30)
     parser.add_argument("--probe-questions", type=int, default=20)
+    parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="evaluate each role's latest trained adapter again (after a change to the "
+        "evaluation) instead of training a new one",
+    )
     args = parser.parse_args()
     os.environ.setdefault(
         "BENCH_DATABASE_URL", DEFAULT_DATABASE_URL.replace("counsel_bench", "counsel_tuning_bench")
@@ -67,12 +73,23 @@ def main() -> None:
         Adapter.objects.filter(profile_key=profile.key, state=Adapter.State.TRAINING).update(
             state=Adapter.State.FAILED, state_reason="abandoned by a previous bench run"
         )
-        adapter = services.adapter_create(
-            actor=None, profile_key=profile.key, epochs=args.epochs, max_steps=args.max_steps
-        )
-        log(f"{role}: training {adapter.name}")
         started = time.monotonic()
-        outcome = services.adapter_train(adapter_id=adapter.pk, task_id=f"bench-{adapter.pk}")
+        if args.evaluate_only:
+            adapter = (
+                Adapter.objects.filter(profile_key=profile.key, trained_at__isnull=False)
+                .order_by("-version")
+                .first()
+            )
+            if adapter is None:
+                raise SystemExit(f"{role}: no trained adapter to evaluate; train one first")
+            log(f"{role}: evaluating {adapter.name} again")
+            outcome = evaluate_again(adapter)
+        else:
+            adapter = services.adapter_create(
+                actor=None, profile_key=profile.key, epochs=args.epochs, max_steps=args.max_steps
+            )
+            log(f"{role}: training {adapter.name}")
+            outcome = services.adapter_train(adapter_id=adapter.pk, task_id=f"bench-{adapter.pk}")
         wall = time.monotonic() - started
         adapter.refresh_from_db()
         m = adapter.metrics
@@ -108,6 +125,7 @@ def main() -> None:
                 held.get("adapter"),
                 held.get("rag"),
                 held.get("hybrid"),
+                held.get("rag_short"),
                 f"{leak.get('leaks')}/{leak.get('n')}",
                 tokens.get("tuned"),
                 tokens.get("rag"),
@@ -129,6 +147,7 @@ def main() -> None:
                 "adapter",
                 "RAG",
                 "hybrid",
+                "RAG 1 src",
                 "leaks",
                 "tokens tuned",
                 "tokens RAG",
@@ -147,6 +166,25 @@ def main() -> None:
             "target_train_seconds": TARGET_TRAIN_S,
         },
     )
+
+
+def evaluate_again(adapter) -> str:
+    """The evaluation of tuning.services on an adapter already trained (its files on disk)."""
+    from pathlib import Path
+
+    from django.conf import settings
+    from peft import PeftModel
+
+    from tuning import services, training
+
+    tokenizer, model = training.load_base(
+        Path(settings.LLM_LOCAL_MODEL_DIR), threads=settings.TUNING_THREADS
+    )
+    model = PeftModel.from_pretrained(model, str(services.adapter_dir(adapter)))
+    metrics = services.adapter_evaluate(adapter=adapter, model=model, tokenizer=tokenizer)
+    adapter.metrics = {**adapter.metrics, **metrics}
+    adapter.save(update_fields=["metrics"])
+    return "evaluated"
 
 
 if __name__ == "__main__":

@@ -461,6 +461,11 @@ def adapter_evaluate(*, adapter: Adapter, model, tokenizer) -> dict:
         rag = _rag_answers(
             adapter, heldout, model, tokenizer, max_new, sources=settings.CHAT_MAX_SOURCES
         )
+        # The control for the hybrid: the base model with the same short context. Whatever
+        # the hybrid gains beyond it, the adapter added.
+        rag_short = _rag_answers(
+            adapter, heldout, model, tokenizer, max_new, sources=settings.TUNING_HYBRID_SOURCES
+        )
     n = len(heldout)
 
     def score(answers) -> float | None:
@@ -494,6 +499,7 @@ def adapter_evaluate(*, adapter: Adapter, model, tokenizer) -> dict:
             "adapter": score(tuned_answers[:n]),
             "rag": score(rag_answers),
             "hybrid": score(hybrid_answers),
+            "rag_short": score(rag_short[0] if rag_short else None),
         },
         "leak": {"n": len(probe), "leaks": len(leaked), "leaked": leaked[:10]},
         "prompt_tokens": {
