@@ -46,6 +46,7 @@ def accuracy_svg(heldout: dict) -> SafeString:
         ("Adapter", heldout.get("adapter")),
         ("RAG", heldout.get("rag")),
         ("Hybrid", heldout.get("hybrid")),
+        ("Control", heldout.get("rag_short")),
     ]
     if all(v is None for _, v in bars):
         return mark_safe("")
@@ -74,7 +75,7 @@ def accuracy_svg(heldout: dict) -> SafeString:
     )
     return format_html(
         '<svg class="chart accuracy" viewBox="0 0 {} {}" role="img" '
-        'aria-label="Held-out accuracy: base model, adapter, RAG, hybrid">{}'
+        'aria-label="Held-out accuracy: base model, adapter, RAG, hybrid and its control">{}'
         '<line x1="{}" y1="{}" x2="{}" y2="{}" class="axis"/></svg>',
         WIDTH,
         HEIGHT,
