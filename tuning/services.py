@@ -452,20 +452,16 @@ def adapter_evaluate(*, adapter: Adapter, model, tokenizer) -> dict:
     max_new = settings.TUNING_EVAL_MAX_NEW_TOKENS
     questions = [training.tuned_conversation(e.question) for e in [*heldout, *probe]]
     tuned_answers = training.generate(tokenizer, model, questions, max_new_tokens=max_new)
+    short, full = settings.TUNING_HYBRID_SOURCES, settings.CHAT_MAX_SOURCES
+    grounded = _grounded_prompts(adapter, heldout, tokenizer, (short, full))
     # The hybrid the router could use: the adapter with a short retrieved context.
-    hybrid = _rag_answers(
-        adapter, heldout, model, tokenizer, max_new, sources=settings.TUNING_HYBRID_SOURCES
-    )
+    hybrid = _grounded_answers(grounded, short, model, tokenizer, max_new)
     with model.disable_adapter():
         base_answers = training.generate(tokenizer, model, questions, max_new_tokens=max_new)
-        rag = _rag_answers(
-            adapter, heldout, model, tokenizer, max_new, sources=settings.CHAT_MAX_SOURCES
-        )
+        rag = _grounded_answers(grounded, full, model, tokenizer, max_new)
         # The control for the hybrid: the base model with the same short context. Whatever
         # the hybrid gains beyond it, the adapter added.
-        rag_short = _rag_answers(
-            adapter, heldout, model, tokenizer, max_new, sources=settings.TUNING_HYBRID_SOURCES
-        )
+        rag_short = _grounded_answers(grounded, short, model, tokenizer, max_new)
     n = len(heldout)
 
     def score(answers) -> float | None:
@@ -530,31 +526,42 @@ def _counter(tokenizer):
     return count
 
 
-def _rag_answers(
-    adapter, heldout, model, tokenizer, max_new, *, sources: int
-) -> tuple[list[str], list[int]] | None:
-    """Answers to the held-out questions with `sources` retrieved chunks in the prompt, as the
-    chat builds it for a user of the profile, and the prompt tokens of each."""
+def _grounded_prompts(
+    adapter, heldout, tokenizer, sizes: tuple[int, ...]
+) -> dict[int, tuple[list, list[int]]] | None:
+    """For each number of sources in `sizes`: the held-out questions' prompts with that many
+    retrieved chunks, as the chat builds them for a user of the profile, and their prompt
+    tokens. One search per question serves every size (the best few are the first of more)."""
     reader = _profile_reader(adapter)
     if reader is None or not heldout:
         return None
+    count = _counter(tokenizer)
+    prompts: dict[int, tuple[list, list[int]]] = {n: ([], []) for n in sizes}
+    for example in heldout:
+        hits = chunk_search(user=reader, query=example.question, k=max(sizes))
+        sources = [
+            Source(i, h.document_title, h.heading, h.page, h.text)
+            for i, h in enumerate(hits, start=1)
+        ]
+        for n, (conversations, tokens) in prompts.items():
+            prompt = build_prompt(
+                question=example.question,
+                sources=sources[:n],
+                count_tokens=count,
+                budget_tokens=settings.CHAT_CONTEXT_TOKENS,
+            )
+            conversations.append([{"role": r, "content": c} for r, c in prompt.messages])
+            tokens.append(prompt.prompt_tokens)
+    return prompts
+
+
+def _grounded_answers(prompts, n: int, model, tokenizer, max_new):
+    """(answers, prompt tokens) for the prompts with `n` sources, or None without prompts."""
+    if prompts is None:
+        return None
     from tuning import training
 
-    count = _counter(tokenizer)
-    conversations, tokens = [], []
-    for example in heldout:
-        hits = chunk_search(user=reader, query=example.question, k=sources)
-        prompt = build_prompt(
-            question=example.question,
-            sources=[
-                Source(i, h.document_title, h.heading, h.page, h.text)
-                for i, h in enumerate(hits, start=1)
-            ],
-            count_tokens=count,
-            budget_tokens=settings.CHAT_CONTEXT_TOKENS,
-        )
-        conversations.append([{"role": r, "content": c} for r, c in prompt.messages])
-        tokens.append(prompt.prompt_tokens)
+    conversations, tokens = prompts[n]
     answers = training.generate(
         tokenizer, model, conversations, max_new_tokens=max_new, batch_size=4
     )
