@@ -109,7 +109,10 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # channels_redis waits for messages with a BZPOPMIN that Redis holds for 5 s, and
+            # redis-py 8 times a read out after 5 s by default: a busy event loop then lost
+            # that race and the consumer died (tests/test_channel_layer.py). Reads get longer.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
             "prefix": "counsel:asgi",
             "capacity": 1000,
             "expiry": 30,

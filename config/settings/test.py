@@ -22,7 +22,7 @@ _parts = urlsplit(REDIS_URL)
 REDIS_URL = urlunsplit(_parts._replace(path=f"/{TEST_REDIS_DB}"))
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
-CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [REDIS_URL]
+CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"] = REDIS_URL
 CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "counsel-test:asgi"
 CACHES["default"]["LOCATION"] = REDIS_URL
 CACHES["default"]["KEY_PREFIX"] = "counsel-test"
