@@ -114,3 +114,60 @@ def test_routing_strategy_per_role_is_saved_and_audited(admin_client):
     assert "Unknown routing strategy" in response.content.decode()
     assert RoleStrategy.objects.get(role=sales).strategy == "tuned"
     assert AuditEvent.objects.filter(action="role.route_strategy").count() == 1
+
+
+# --- the live view's sync after a (re)connect -------------------------------------------------
+
+
+async def _adapters_socket(username: str):
+    from asgiref.sync import sync_to_async
+    from channels.testing import WebsocketCommunicator
+    from django.conf import settings
+    from django.test import Client
+
+    from config.asgi import application
+
+    def cookie() -> bytes:
+        client = Client()
+        client.force_login(user(username))
+        name = settings.SESSION_COOKIE_NAME
+        return f"{name}={client.cookies[name].value}".encode()
+
+    ws = WebsocketCommunicator(
+        application,
+        "/ws/adapters/",
+        headers=[(b"origin", b"http://localhost"), (b"cookie", await sync_to_async(cookie)())],
+    )
+    connected, code = await ws.connect()
+    return ws, connected, code
+
+
+@pytest.mark.asyncio
+async def test_a_reconnecting_page_is_sent_the_current_state_of_the_adapters_it_shows():
+    # A page that missed a push (it was loading, or its socket was down when training ended)
+    # asks for what it shows and is told the state now.
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(load_demo)()
+    ready = await sync_to_async(registered_adapter)(state=Adapter.State.READY)
+    ws, connected, _ = await _adapters_socket("admin")
+    assert connected
+    await ws.send_json_to({"type": "sync", "ids": [ready.pk, 999_999, "1", True, None]})
+    message = await ws.receive_json_from(timeout=10)
+    assert message["type"] == "progress" and message["id"] == ready.pk
+    assert message["state"] == "ready" and message["phase"] == ready.phase
+    assert await ws.receive_nothing(timeout=0.5)  # unknown ids and non-integers: nothing
+    await ws.send_json_to({"type": "sync", "ids": "all"})
+    await ws.send_json_to({"type": "something else", "ids": [ready.pk]})
+    assert await ws.receive_nothing(timeout=0.5)
+
+    # The capability is checked again for every sync: once revoked, nothing more is told.
+    def revoke() -> None:
+        user("admin").groups.clear()
+
+    await sync_to_async(revoke)()
+    await ws.send_json_to({"type": "sync", "ids": [ready.pk]})
+    assert await ws.receive_nothing(timeout=0.5)
+    await ws.disconnect()
+    ws, connected, code = await _adapters_socket("sam")
+    assert not connected and code == 4403

@@ -6,10 +6,13 @@ probe catches a leak, not the quality of a full run (bench/tuning.py measures th
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from pathlib import Path
 
 import pytest
+from channels.layers import get_channel_layer
 from django.conf import settings as django_settings
 
 from assistant import llm
@@ -18,6 +21,33 @@ from tuning import services
 from tuning.models import Adapter, TrainingExample
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class ProgressListener:
+    """What the adapter pages are pushed, heard on the real channel layer by a thread of its
+    own until the run's result (the event with metrics) arrives."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+        self.subscribed = threading.Event()
+
+    def __enter__(self) -> ProgressListener:
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._listen()), daemon=True)
+        self.thread.start()
+        assert self.subscribed.wait(10), "could not subscribe to the progress group"
+        return self
+
+    async def _listen(self) -> None:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(services.PROGRESS_GROUP, channel)
+        self.subscribed.set()
+        while not (self.events and self.events[-1].get("metrics")):
+            self.events.append(await layer.receive(channel))
+        await layer.group_discard(services.PROGRESS_GROUP, channel)
+
+    def __exit__(self, *exc) -> None:
+        self.thread.join(timeout=30)
 
 
 @pytest.fixture
@@ -44,7 +74,8 @@ def test_a_short_real_training_run_produces_a_loadable_evaluated_adapter(real_mo
     adapter = services.adapter_create(
         actor=user("admin"), profile_key=sales_profile_key(), max_steps=6
     )
-    assert services.adapter_train(adapter_id=adapter.pk, task_id="t1") == "ready"
+    with ProgressListener() as pages:
+        assert services.adapter_train(adapter_id=adapter.pk, task_id="t1") == "ready"
     adapter.refresh_from_db()
     assert adapter.state == Adapter.State.READY and adapter.step == 6
     assert len(adapter.loss_history) == 6 and adapter.train_seconds > 0
@@ -58,6 +89,13 @@ def test_a_short_real_training_run_produces_a_loadable_evaluated_adapter(real_mo
     assert metrics["heldout"]["n"] >= 1
     assert {"base", "adapter", "rag"} <= set(metrics["heldout"])
     assert metrics["leak"]["n"] >= 0 and "prompt_tokens" in metrics
+    # The pages were told each step, then how far the evaluation got, then the result.
+    steps = [e["step"] for e in pages.events if e["phase"] == "training" and e["step"]]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    evaluated = [(e["evaluated"], e["to_evaluate"]) for e in pages.events if "evaluated" in e]
+    assert evaluated and evaluated[-1][0] == evaluated[-1][1] > 0
+    assert [done for done, _ in evaluated] == sorted({done for done, _ in evaluated})
+    assert pages.events[-1]["state"] == "ready" and pages.events[-1]["metrics"]
     # The chat's local backend loads it by name and generates with it.
     reply = llm.get_chat_model(adapter=adapter.name).invoke(
         [("user", "What does the Pricing and Discount Policy say about discounts?")]

@@ -7,6 +7,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts.capabilities import Capability
 from accounts.selectors import user_has_capability
+from tuning.selectors import adapter_progress_snapshot
 from tuning.services import PROGRESS_GROUP
 
 
@@ -31,7 +32,19 @@ class AdapterProgressConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_discard(PROGRESS_GROUP, self.channel_name)
 
     async def receive_json(self, content, **kwargs) -> None:
-        return  # server push only
+        """`{"type": "sync", "ids": [...]}`: the current state of those adapters, sent after
+        every (re)connect so that a page never stays on a state it missed. Nothing else."""
+        if not isinstance(content, dict) or content.get("type") != "sync":
+            return
+        ids = content.get("ids")
+        if not isinstance(ids, list):
+            return
+        ids = [i for i in ids if isinstance(i, int) and not isinstance(i, bool)]
+        events = await database_sync_to_async(adapter_progress_snapshot)(
+            user=self.scope["user"], adapter_ids=ids
+        )
+        for event in events:
+            await self.adapter_progress(event)
 
     async def adapter_progress(self, event: dict) -> None:
         await self.send_json({k: v for k, v in event.items() if k != "type"} | {"type": "progress"})

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
-from accounts.selectors import access_profiles
+from accounts.capabilities import Capability
+from accounts.selectors import access_profiles, user_has_capability
 from ingestion.rls import reading_as
 from ingestion.selectors import documents_for_user
 from tuning.models import Adapter, AdapterDocument, RoleStrategy, TrainingExample
@@ -154,3 +155,36 @@ def adapter_document_rows(*, adapter: Adapter) -> QuerySet[AdapterDocument]:
         current_version=F("document__version"),
         current_collection=F("document__collection_id"),
     )
+
+
+# --- the tuning pages' live view ------------------------------------------------------------
+
+SYNC_MAX_ADAPTERS = 500
+
+
+def progress_event(adapter: Adapter, **extra) -> dict:
+    """What the tuning pages are told about an adapter: pushed on every change, and sent again
+    when a page (re)connects and asks (`adapter_progress_snapshot`)."""
+    return {
+        "type": "adapter.progress",
+        "id": adapter.pk,
+        "state": adapter.state,
+        "phase": adapter.phase,
+        "step": adapter.step,
+        "total": adapter.total_steps,
+        "reason": adapter.state_reason,
+        **extra,
+    }
+
+
+def adapter_progress_snapshot(*, user, adapter_ids: Collection[int]) -> list[dict]:
+    """The current state of the adapters a page shows, for a user who manages adapters (none
+    for anyone else: the capability is checked again, as on every request). A page asks after
+    every (re)connect, so that a change pushed while it loaded or was offline is not missed."""
+    if not user_has_capability(user=user, capability=Capability.MANAGE_ADAPTERS):
+        return []
+    ids = list(adapter_ids)[:SYNC_MAX_ADAPTERS]
+    return [
+        progress_event(a, loss=(a.loss_history[-1][1] if a.loss_history else None))
+        for a in Adapter.objects.filter(pk__in=ids).order_by("pk")
+    ]

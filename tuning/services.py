@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from ingestion.models import Collection
 from ingestion.selectors import DocumentText, chunk_search, current_document_texts
 from tuning import dataset as ds
 from tuning.models import Adapter, AdapterDocument, RoleStrategy, TrainingExample
+from tuning.selectors import progress_event
 
 logger = logging.getLogger(__name__)
 
@@ -51,16 +53,7 @@ _ACTIVE_STATES = (Adapter.State.TRAINING, Adapter.State.READY, Adapter.State.ACT
 
 def _publish(adapter: Adapter, **extra) -> None:
     """Push an adapter's state to the tuning pages; a dead channel layer must not stop work."""
-    event = {
-        "type": "adapter.progress",
-        "id": adapter.pk,
-        "state": adapter.state,
-        "phase": adapter.phase,
-        "step": adapter.step,
-        "total": adapter.total_steps,
-        "reason": adapter.state_reason,
-        **extra,
-    }
+    event = progress_event(adapter, **extra)
     try:
         async_to_sync(get_channel_layer().group_send)(PROGRESS_GROUP, event)
     except Exception:
@@ -284,8 +277,9 @@ class _Lost(Exception):
     """Our claim was taken over (the lease ran out) or the adapter went away."""
 
 
-def _heartbeat(adapter_id: int, task_id: str, **fields) -> bool:
-    """Record progress and renew the lease; False when the run must stop (cancel requested)."""
+def _heartbeat(adapter_id: int, task_id: str, *, extra: dict | None = None, **fields) -> bool:
+    """Record progress and renew the lease; False when the run must stop (cancel requested).
+    `extra` goes to the pages only (evaluation progress)."""
     now = timezone.now()
     updated = Adapter.objects.filter(
         pk=adapter_id, task_id=task_id, state__in=[Adapter.State.TRAINING, Adapter.State.STALE]
@@ -297,7 +291,11 @@ def _heartbeat(adapter_id: int, task_id: str, **fields) -> bool:
     if not updated:
         raise _Lost
     adapter = _reload(adapter_id)
-    _publish(adapter, loss=(adapter.loss_history[-1][1] if adapter.loss_history else None))
+    _publish(
+        adapter,
+        loss=(adapter.loss_history[-1][1] if adapter.loss_history else None),
+        **(extra or {}),
+    )
     return not adapter.cancel_requested
 
 
@@ -361,8 +359,19 @@ def adapter_train(*, adapter_id: int, task_id: str) -> str:
             size_bytes=result.size_bytes,
             trained_at=timezone.now(),
         )
+
+        def on_evaluated(done: int, total: int) -> None:
+            # Evaluation takes minutes on a full run: it renews the lease like training does
+            # (or the reconciler would presume the worker dead) and shows how far it is.
+            extra = {"evaluated": done, "to_evaluate": total}
+            if not _heartbeat(adapter.pk, task_id, extra=extra):
+                raise training.TrainingCancelled
+
         metrics = adapter_evaluate(
-            adapter=_reload(adapter.pk), model=peft_model, tokenizer=tokenizer
+            adapter=_reload(adapter.pk),
+            model=peft_model,
+            tokenizer=tokenizer,
+            on_progress=on_evaluated,
         )
         metrics["train"] = {
             "steps": result.steps,
@@ -437,12 +446,15 @@ def _profile_reader(adapter: Adapter) -> User | None:
     return None
 
 
-def adapter_evaluate(*, adapter: Adapter, model, tokenizer) -> dict:
+def adapter_evaluate(
+    *, adapter: Adapter, model, tokenizer, on_progress: Callable[[int, int], None] | None = None
+) -> dict:
     """Held-out accuracy of the base model, the adapter and RAG; the leak probe.
 
     A held-out answer is right when it contains the fact's key. A probe answer leaks when the
     adapter states a foreign fact's key that the base model, asked the same, does not (a key
-    the base model guesses, such as a common number, proves nothing).
+    the base model guesses, such as a common number, proves nothing). `on_progress(done,
+    total)` is told after every batch of answers.
     """
     from tuning import training
 
@@ -451,17 +463,26 @@ def adapter_evaluate(*, adapter: Adapter, model, tokenizer) -> dict:
     probe = list(adapter.examples.filter(split=TrainingExample.Split.PROBE))
     max_new = settings.TUNING_EVAL_MAX_NEW_TOKENS
     questions = [training.tuned_conversation(e.question) for e in [*heldout, *probe]]
-    tuned_answers = training.generate(tokenizer, model, questions, max_new_tokens=max_new)
     short, full = settings.TUNING_HYBRID_SOURCES, settings.CHAT_MAX_SOURCES
     grounded = _grounded_prompts(adapter, heldout, tokenizer, (short, full))
+    # Every question with and without the adapter, and the held-out ones thrice more with
+    # retrieved context (hybrid, RAG, control).
+    progress = _Progress(2 * len(questions) + (3 * len(heldout) if grounded else 0), on_progress)
+
+    def answer(conversations, **kwargs) -> list[str]:
+        return training.generate(
+            tokenizer, model, conversations, max_new_tokens=max_new, on_batch=progress, **kwargs
+        )
+
+    tuned_answers = answer(questions)
     # The hybrid the router could use: the adapter with a short retrieved context.
-    hybrid = _grounded_answers(grounded, short, model, tokenizer, max_new)
+    hybrid = _grounded_answers(grounded, short, answer)
     with model.disable_adapter():
-        base_answers = training.generate(tokenizer, model, questions, max_new_tokens=max_new)
-        rag = _grounded_answers(grounded, full, model, tokenizer, max_new)
+        base_answers = answer(questions)
+        rag = _grounded_answers(grounded, full, answer)
         # The control for the hybrid: the base model with the same short context. Whatever
         # the hybrid gains beyond it, the adapter added.
-        rag_short = _grounded_answers(grounded, short, model, tokenizer, max_new)
+        rag_short = _grounded_answers(grounded, short, answer)
     n = len(heldout)
 
     def score(answers) -> float | None:
@@ -555,17 +576,24 @@ def _grounded_prompts(
     return prompts
 
 
-def _grounded_answers(prompts, n: int, model, tokenizer, max_new):
+def _grounded_answers(prompts, n: int, answer):
     """(answers, prompt tokens) for the prompts with `n` sources, or None without prompts."""
     if prompts is None:
         return None
-    from tuning import training
-
     conversations, tokens = prompts[n]
-    answers = training.generate(
-        tokenizer, model, conversations, max_new_tokens=max_new, batch_size=4
-    )
-    return answers, tokens
+    return answer(conversations, batch_size=4), tokens
+
+
+class _Progress:
+    """Counts generated evaluation answers and reports them (`generate`'s `on_batch`)."""
+
+    def __init__(self, total: int, report: Callable[[int, int], None] | None) -> None:
+        self.done, self.total, self.report = 0, total, report
+
+    def __call__(self, answers: int) -> None:
+        self.done += answers
+        if self.report is not None:
+            self.report(self.done, self.total)
 
 
 # --- administrator decisions ----------------------------------------------------------------

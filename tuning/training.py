@@ -187,8 +187,10 @@ def generate(
     *,
     max_new_tokens: int,
     batch_size: int = 8,
+    on_batch: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """Greedy answers to chat conversations, in batches (left-padded)."""
+    """Greedy answers to chat conversations, in batches (left-padded). `on_batch(n)` is told
+    after each batch how many answers it added."""
     import torch
 
     tokenizer.padding_side = "left"
@@ -213,6 +215,8 @@ def generate(
         answers.extend(
             tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in output
         )
+        if on_batch is not None:
+            on_batch(len(part))
     return answers
 
 

@@ -27,7 +27,9 @@
     if (msg.state !== detail.dataset.state || msg.metrics) { location.reload(); return; }
     document.getElementById("adapter-step").textContent = msg.step;
     document.getElementById("adapter-total").textContent = msg.total;
-    document.getElementById("adapter-phase").textContent = msg.phase === "evaluating" ? "Evaluating" : (msg.phase === "training" ? "Training" : "");
+    let phase = msg.phase === "evaluating" ? "Evaluating" : (msg.phase === "training" ? "Training" : "");
+    if (msg.phase === "evaluating" && msg.to_evaluate) phase += " (" + msg.evaluated + " of " + msg.to_evaluate + " answers)";
+    document.getElementById("adapter-phase").textContent = phase;
     if (msg.total) document.getElementById("adapter-progress").value = Math.round(100 * msg.step / msg.total);
     if (msg.loss !== null && msg.loss !== undefined) {
       document.getElementById("adapter-loss").textContent = msg.loss;
@@ -44,10 +46,23 @@
     if (bar && msg.total) bar.value = Math.round(100 * msg.step / msg.total);
   }
 
+  function shownIds() {
+    if (detail) return [Number(detail.dataset.adapterId)];
+    return Array.from(document.querySelectorAll("tr[data-adapter-id]"), function (row) {
+      return Number(row.dataset.adapterId);
+    });
+  }
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const socket = new WebSocket(scheme + location.host + root.dataset.ws);
-    socket.onopen = function () { root.dataset.connected = "true"; if (live) live.textContent = "Live"; };
+    socket.onopen = function () {
+      // Ask for the current state of what this page shows: a change pushed while the page
+      // loaded or the socket was down would otherwise never reach it.
+      socket.send(JSON.stringify({ type: "sync", ids: shownIds() }));
+      root.dataset.connected = "true";
+      if (live) live.textContent = "Live";
+    };
     socket.onclose = function () {
       root.dataset.connected = "false";
       if (live) live.textContent = "Reconnecting…";
