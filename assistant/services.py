@@ -46,6 +46,7 @@ from ingestion.selectors import SearchHit, chunk_search
 from tuning.selectors import Eligibility, adapter_for_user, strategy_for_user
 
 logger = logging.getLogger(__name__)
+stages_logger = logging.getLogger("counsel.chat.stages")
 
 REFUSAL = (
     "I could not find anything about that in the documents you can access. Try other words, "
@@ -157,6 +158,13 @@ class _Outcome:
     route_reason: str = ""
     adapter: str = ""  # "name (vN)" of the adapter that answered
     truncated: bool = False
+    # Milliseconds from the question to the end of each stage before the first token, logged
+    # at DEBUG by `counsel.chat.stages`: where the server's share of the wait goes (read by
+    # bench/chat_latency.py; an operator may enable it in LOGGING).
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, stage: str, started_clock: float) -> None:
+        self.stages[stage] = round((time.monotonic() - started_clock) * 1000, 2)
 
 
 def _record(
@@ -317,24 +325,25 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
             "message": f"Questions are limited to {settings.CHAT_MAX_MESSAGE_CHARS} characters.",
         }
         return
-    # The question's embedding is computed while the context loads (a model call and a few
-    # queries, independent of each other); a follow-up that gets condensed is embedded again.
-    embedding = asyncio.ensure_future(embed_query_async(question))
+    # The context first, then the embedding of the standalone question, one after the other.
+    # Run side by side on two threads they were slower (bench/chat_latency.py: context 18.5 ms
+    # instead of 8.3, p95 43.5 ms instead of 38.6): the embedding's Python between torch calls
+    # holds the GIL, and the context thread waited for it after each of its queries.
+    result = _Outcome()
     try:
         ctx = await sync_to_async(_load_context)(ask)
+        result.mark("context", started_clock)
     except ChatRefused as exc:
-        embedding.cancel()
         yield {"type": "error", "message": str(exc)}
         return
     except (OperationalError, InterfaceError):
         # PostgreSQL does not answer (restarting): nothing was read or written, so there is no
-        # log entry to write either. The next question connects afresh (_drop_dead_connections).
-        embedding.cancel()
+        # log entry to write either. The next question connects afresh (_drop_dead_connections,
+        # or the pool's check of the connection it hands out).
         logger.warning("chat database unavailable", extra={"user_id": ask.user_id}, exc_info=True)
         yield {"type": "error", "message": BRIEFLY_UNAVAILABLE}
         return
     standalone = condense_question(question, ctx.previous_questions)
-    result = _Outcome()
     used: list[SearchHit] = []
     retrieved: list[SearchHit] = []
     candidates: list[SearchHit] = []
@@ -349,12 +358,12 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
         # searches, also `auto`, whose decision depends on what retrieval finds.
         yield {"type": "status", "stage": "searching"}
         try:
-            vector = await embedding
-            if standalone != question:
-                vector = await embed_query_async(standalone)
+            vector = await embed_query_async(standalone)
+            result.mark("embedded", started_clock)
             retrieved = await sync_to_async(chunk_search)(
                 user=ctx.user, query=standalone, k=settings.CHAT_MAX_SOURCES * 2, vector=vector
             )
+            result.mark("searched", started_clock)
         except Exception:
             # Still one log entry for this question, and a plain message for the user.
             logger.exception("search failed", extra={"user_id": ask.user_id})
@@ -375,8 +384,6 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
                 count_tokens=llm.count_tokens,
                 budget_tokens=settings.CHAT_CONTEXT_TOKENS,
             )
-    if not embedding.done():
-        embedding.cancel()  # the adapter answers without retrieval; the vector is not needed
     tuned_prompt = hybrid_prompt = None
     if adapter is not None:
         tuned_prompt = await asyncio.to_thread(
@@ -394,6 +401,7 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
     route = router.decide(
         _route_facts(ctx, eligibility, candidates, rag_prompt, tuned_prompt, hybrid_prompt)
     )
+    result.mark("routed", started_clock)
     result.route, result.route_reason = route.route, route.reason
     if search_failed and route.route == router.RAG:
         pass  # the error recorded above stands
@@ -511,6 +519,7 @@ async def _generate(model, messages, started_clock: float, result: _Outcome, par
         async with llm.generation_slot(on_wait=positions.put_nowait) as slot_wait:
             async for position in slot_wait(positions):
                 yield {"type": "queued", "position": position}
+            result.mark("admitted", started_clock)
             yield {"type": "status", "stage": "answering"}
             # The backend is told LLM_MAX_NEW_TOKENS, but the cap is enforced here as well: a
             # model server that ignores it must not stream (and hold a slot) for ever.
@@ -526,6 +535,8 @@ async def _generate(model, messages, started_clock: float, result: _Outcome, par
                 async for token in stream:
                     if result.first_token_ms is None:
                         result.first_token_ms = int((time.monotonic() - started_clock) * 1000)
+                        result.mark("first_token", started_clock)
+                        stages_logger.debug("chat stages", extra={"stages_ms": result.stages})
                     parts.append(token)
                     yield {"type": "token", "text": token}
                     pieces, chars = pieces + 1, chars + len(token)

@@ -6,7 +6,9 @@ streaming model (assistant/llm/fake.py) at 30 tokens/s standing in for a model s
 question it measures, over a real websocket, the time from sending the question to receiving
 the first streamed text. The baseline, measured in the same run, is the fake model's own time
 to first token when called directly with the same kind of prompt; the difference is what the
-server adds (target p95 ≤ 50 ms, DESIGN.md).
+server adds (target p95 ≤ 50 ms, DESIGN.md). It also prints where the server's time goes, from
+the chat service's stage marks (logger `counsel.chat.stages`). The database connections are
+pooled as config/asgi.py pools the web process's (BENCH_DATABASE_POOL_SIZE=0: not pooled).
 
     .venv/bin/python bench/chat_latency.py [--questions 60]
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import statistics
 import sys
@@ -47,6 +50,9 @@ def setup() -> None:
             "LLM_BACKEND": "fake",
             "LLM_FAKE_TOKENS_PER_SECOND": "30",
             "CHAT_RATE_PER_MINUTE": "100000",
+            # As config/asgi.py gives the web process; BENCH_DATABASE_POOL_SIZE=0 measures
+            # without (a new PostgreSQL connection per question).
+            "DATABASE_POOL_SIZE": os.environ.get("BENCH_DATABASE_POOL_SIZE", "10"),
             "COUNSEL_DOTENV": "0",
         }
     )
@@ -91,6 +97,24 @@ async def baseline_ttft(questions: list[str], runs: int) -> list[float]:
             times.append((time.perf_counter() - started) * 1000)
             break
     return times
+
+
+class StageCollector(logging.Handler):
+    """The chat service's per-question stage times (`counsel.chat.stages`, DEBUG)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.rows: list[dict[str, float]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.rows.append(dict(record.stages_ms))
+
+    def install(self) -> StageCollector:
+        stages = logging.getLogger("counsel.chat.stages")
+        stages.setLevel(logging.DEBUG)
+        stages.propagate = False
+        stages.addHandler(self)
+        return self
 
 
 def _schedstat_ns(path: str) -> int:
@@ -155,6 +179,35 @@ async def websocket_ttft(url: str, cookie: str, questions: list[str], runs: int)
     return {"first_token": first_token, "total": total, "outcomes": outcomes, "cpu": cpu}
 
 
+STAGES = {
+    "context": "user, roles, strategy",
+    "embedded": "query embedding",
+    "searched": "search",
+    "routed": "prompt and route",
+    "admitted": "model admission",
+    "first_token": "model's first token",
+}
+
+
+def stage_table(rows: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
+    """p50 and p95 of each stage's own duration (its mark minus the previous mark). The
+    embedding runs while the context loads, so its row is only what was left to wait for."""
+    table: dict[str, tuple[float, float]] = {}
+    previous = dict.fromkeys(range(len(rows)), 0.0)
+    for stage, label in STAGES.items():
+        spans = []
+        for i, row in enumerate(rows):
+            if stage in row:
+                spans.append(row[stage] - previous[i])
+                previous[i] = row[stage]
+        if spans:
+            table[label] = (percentile(spans, 50), percentile(spans, 95))
+    totals = [row["first_token"] for row in rows if "first_token" in row]
+    if totals:
+        table["total (in the server)"] = (percentile(totals, 50), percentile(totals, 95))
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--questions", type=int, default=60)
@@ -185,9 +238,12 @@ def main() -> None:
     port = server.servers[0].sockets[0].getsockname()[1]
     cookie = session_cookie("sam")
 
+    collector = StageCollector().install()
+
     async def measure() -> tuple[list[float], dict]:
         await websocket_ttft(f"ws://127.0.0.1:{port}/ws/chat/", cookie, questions, 5)  # warm-up
         base = await baseline_ttft(questions, args.questions)
+        collector.rows.clear()
         measured = await websocket_ttft(
             f"ws://127.0.0.1:{port}/ws/chat/", cookie, questions, args.questions
         )
@@ -210,6 +266,11 @@ def main() -> None:
         p50, p95, p99 = (percentile(values, p) for p in (50, 95, 99))
         print(f"{label:>24} {p50:9.1f} {p95:9.1f} {p99:9.1f}")
     print(f"outcomes: {measured['outcomes']}; target: server-added p95 <= 50 ms")
+    stages = stage_table(collector.rows)
+    print("\nwhere the server's time goes, per question (ms spent in each stage, in order):")
+    print(f"{'':>24} {'p50 ms':>9} {'p95 ms':>9}")
+    for stage, (p50, p95) in stages.items():
+        print(f"{stage:>24} {p50:9.1f} {p95:9.1f}")
     print(
         "CPU to first token: CPU time of this process (server, client, fake model) and of its "
         "PostgreSQL backends from sending the question to the first text frame: what an idle "
@@ -227,6 +288,7 @@ def main() -> None:
         "cpu_to_first_token_ms": {
             p: percentile(measured["cpu"], int(p[1:])) for p in ("p50", "p95", "p99")
         },
+        "stages_ms": {k: {"p50": v[0], "p95": v[1]} for k, v in stages.items()},
         "loadavg_1m": os.getloadavg()[0],
         "outcomes": measured["outcomes"],
     }

@@ -5,6 +5,9 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+# The web process pools its database connections (DATABASE_POOL_SIZE in config/settings/base.py);
+# in a process whose settings were loaded before this module (tests), the settings decide.
+os.environ.setdefault("DATABASE_POOL_SIZE", "10")
 # Set up Django before importing anything that touches models (consumers, auth middleware).
 django_asgi_app = get_asgi_application()
 

@@ -116,3 +116,33 @@ def test_json_log_lines_carry_extra_fields():
     assert line["level"] == "INFO"
     assert line["document_id"] == 42
     assert line["time"].endswith("+00:00")
+
+
+def _database_options(entry: str, **extra_env: str) -> dict:
+    """DATABASES["default"]["OPTIONS"] as a fresh process importing `entry` sees them."""
+    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_POOL_SIZE"}
+    environment.update(COUNSEL_DOTENV="0", DJANGO_SETTINGS_MODULE="config.settings.local")
+    script = (
+        f"import {entry}, json; from django.conf import settings; "
+        "print(json.dumps(settings.DATABASES['default'].get('OPTIONS', {}), default=str))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**environment, **extra_env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_web_process_pools_its_connections_and_other_processes_do_not():
+    # config.asgi is the web process's entry point (uvicorn, Docker, scripts/run).
+    pool = _database_options("config.asgi")["pool"]
+    assert pool["max_size"] == 10 and pool["min_size"] == 2 and pool["timeout"] == 3.0
+    # Workers, beat and commands set Django up through config.celery or manage.py: no pool.
+    assert "pool" not in _database_options("config.celery")
+    # An operator's choice wins, in both directions.
+    assert _database_options("config.asgi", DATABASE_POOL_SIZE="25")["pool"]["max_size"] == 25
+    assert "pool" not in _database_options("config.asgi", DATABASE_POOL_SIZE="0")

@@ -88,6 +88,20 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# A connection pool (psycopg_pool) per process, for the web process: config/asgi.py asks for one
+# unless DATABASE_POOL_SIZE is set. Under ASGI, Django and Channels close a thread's connection
+# after every HTTP request and before every websocket message (CONN_MAX_AGE=0, as ASGI needs):
+# without a pool, each chat question opened a new PostgreSQL backend, whose empty catalog caches
+# made its queries three times slower (bench/chat_latency.py). Workers and commands keep plain
+# connections (0): a pool's threads do not survive Celery's fork. With CONN_HEALTH_CHECKS, Django
+# has the pool check a connection when it is taken, so a restarted PostgreSQL fails no question.
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 0, minimum=0)
+if DATABASE_POOL_SIZE:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(2, DATABASE_POOL_SIZE),
+        "max_size": DATABASE_POOL_SIZE,
+        "timeout": env_float("DATABASE_POOL_TIMEOUT_SECONDS", 3.0, minimum=0.1),
+    }
 # Named explicitly: channels' live-server test case otherwise computes `test_test_<name>`
 # under pytest-django (django/channels#2176).
 DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}"}
