@@ -11,6 +11,7 @@ PostgreSQL restart still costs one refused question only.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from django.db import connection
 from assistant.services import BRIEFLY_UNAVAILABLE
 from tests import test_faults
 from tests.conftest import ROOT, _database_url, free_port, terminate
+from tests.factories import CollectionFactory, RoleFactory, UserFactory
 from tests.test_chat_limits import ask, chat
 from tests.test_faults import QUESTION
 
@@ -124,3 +126,27 @@ async def test_a_postgres_restart_costs_the_pooled_web_process_one_refused_quest
         frames = await ask(ws, QUESTION, f"after-{n}")
         assert frames[-1]["type"] == "done", frames[-1]
     await ws.close()
+
+
+@pytest.mark.asyncio
+async def test_pooled_connections_carry_no_reader_scope_from_one_user_to_the_next(asker, web):
+    # sam reads Sales; olga's role reads another collection. They ask in turns over the same
+    # few pooled connections: olga never gets what only sam may read.
+    def outsider():
+        hr = CollectionFactory(name="HR", slug="hr")
+        return UserFactory(username="olga", roles=[RoleFactory(name="HR", reads=[hr])])
+
+    olga = await sync_to_async(outsider)()
+    sam_ws, olga_ws = await chat(web, asker[0]), await chat(web, olga)
+    for n in range(4):
+        answered = await ask(sam_ws, QUESTION, f"sam-{n}")
+        assert answered[-1]["type"] == "done" and answered[-1]["status"] == "complete"
+        assert answered[-1]["citations"], answered[-1]
+        refused = await ask(olga_ws, QUESTION, f"olga-{n}")
+        assert refused[-1]["type"] == "done" and refused[-1]["status"] == "refused"
+        assert not refused[-1]["citations"]
+        shown = json.dumps([f.get("text", "") for f in refused] + [refused[-1]["html"]])
+        assert "23.5" not in shown and "VP Sales" not in shown  # only in sam's document
+    assert len(await sync_to_async(web.backends)()) <= 4
+    await sam_ws.close()
+    await olga_ws.close()
