@@ -308,11 +308,13 @@ def _postgres(command: str) -> None:
 @pytest.fixture
 def postgres(transactional_db):
     """`postgres("stop")` / `postgres("start")` on the test's own PostgreSQL. Teardown starts it
-    again (also after a failed test) and drops this thread's connection, which died with the
-    server, before the test database is emptied."""
+    again (also after a failed test) and drops the connections that died with the server before
+    the test database is emptied: this thread's, and that of asgiref's thread for sync code
+    (`sync_to_async`), which later tests' websocket sessions would otherwise find broken."""
     yield _postgres
     _postgres("start")
     connections.close_all()
+    asyncio.run(sync_to_async(connections.close_all)())
 
 
 @pytest.mark.asyncio
