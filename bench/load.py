@@ -81,6 +81,9 @@ def setup(users: int) -> list[str]:
             "CHAT_RATE_PER_MINUTE": "100000",
             "LOG_LEVEL": "WARNING",
             "COUNSEL_DOTENV": "0",
+            # Its own Redis database, as the other benchmarks (bench/common.py), for the server
+            # and this process's sampler alike.
+            "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:56379/14"),
         }
     )
     import django
