@@ -190,8 +190,7 @@ STAGES = {
 
 
 def stage_table(rows: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
-    """p50 and p95 of each stage's own duration (its mark minus the previous mark). The
-    embedding runs while the context loads, so its row is only what was left to wait for."""
+    """p50 and p95 of each stage's own duration (its mark minus the previous mark)."""
     table: dict[str, tuple[float, float]] = {}
     previous = dict.fromkeys(range(len(rows)), 0.0)
     for stage, label in STAGES.items():
