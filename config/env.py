@@ -50,6 +50,9 @@ if os.environ.get("COUNSEL_DOTENV", "1") not in _FALSE:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# No tqdm bars from transformers or the hub ("Loading weights: 100%|###|"): a worker's output is a
+# log, where Celery turned each bar into WARNING lines. Progress is shown on the adapter pages.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 # torch's OpenMP threads sleep instead of spinning while they wait for work. Spinning threads
 # fight every other process for the cores: on a busy 2-core machine one query embedding took
 # 750 ms instead of 29 ms (bench: docs/benchmarks.md, "Server-added latency"). Read when torch

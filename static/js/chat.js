@@ -52,13 +52,13 @@
     f.method = "post";
     f.className = "feedback";
     f.action = root.dataset.feedbackUrl.replace("/0/", "/" + encodeURIComponent(messageId) + "/");
-    for (const [value, label, text] of [["up", "Helpful", "👍"], ["down", "Not helpful", "👎"]]) {
+    for (const [value, label] of [["up", "Helpful"], ["down", "Not helpful"]]) {
       const b = document.createElement("button");
       b.type = "submit";
       b.name = "rating";
       b.value = value;
       b.setAttribute("aria-label", label);
-      b.textContent = text;
+      b.title = label;
       f.append(b);
     }
     const comment = document.createElement("input");
