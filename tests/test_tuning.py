@@ -154,6 +154,12 @@ def test_a_new_version_of_a_training_document_makes_the_adapter_stale_and_routes
     assert "has a new version" in adapter.state_reason
     _events, entry = ask("sam")
     assert entry.route == "rag"
+    # The reason says the adapter is stale, without naming the document (which the asker
+    # might not be allowed to read).
+    assert f"{adapter.label} is stale" in entry.route_reason
+    assert document.title not in entry.route_reason
+    # hana shares none of its roles: for her there is still simply no adapter.
+    assert "No active adapter" in adapter_for_user(user=user("hana")).reason
 
 
 def test_request_time_check_refuses_a_changed_document_even_if_the_hook_was_missed(demo):

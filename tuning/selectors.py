@@ -67,13 +67,26 @@ def adapter_for_user(*, user, role_ids: Collection[int] | None = None) -> Eligib
         roles = list(role_ids)
     else:
         roles = list(user.groups.values_list("pk", flat=True))
-    candidates = list(
-        Adapter.objects.filter(state=Adapter.State.ACTIVE, roles__in=roles)
+    # Adapters that went stale while serving are read in the same query, to say why.
+    found = list(
+        Adapter.objects.filter(
+            Q(state=Adapter.State.ACTIVE)
+            | Q(state=Adapter.State.STALE, activated_at__isnull=False),
+            roles__in=roles,
+        )
         .annotate(document_count=Count("documents", distinct=True))
         .distinct()
         .order_by("-activated_at", "-pk")
     )
+    candidates = [a for a in found if a.state == Adapter.State.ACTIVE]
     if not candidates:
+        if found:
+            # No document title here: the changed document may be one this user cannot read.
+            return Eligibility(
+                None,
+                f"{found[0].label} is stale: one of its training documents changed after it was "
+                "trained, so it no longer answers until it is trained again.",
+            )
         return Eligibility(None, "No active adapter for your access profile.")
     refusals = []
     # The training documents are read as `user` (row-level security: their collections only).

@@ -151,4 +151,4 @@ def test_admin_trains_activates_an_adapter_employee_is_routed_to_it_until_a_docu
     answer = ask(page, QUESTION)
     route = answer.locator(".route")
     expect(route).to_have_attribute("data-route", "rag")
-    expect(route).to_contain_text("No active adapter for your access profile")
+    expect(route).to_contain_text(f"{adapter.label} is stale")
