@@ -99,12 +99,12 @@ def referenced_numbers(answer: str) -> set[int]:
 
 
 # The adapter route: no sources, the adapter answers from what it was trained on. The same
-# system prompt is used to train the adapters (tuning.training), so serving matches training.
-TUNED_SYSTEM_PROMPT = (
-    "You are Counsel, the internal consultant of this company. Answer from what you know "
-    "about the company's documents, quoting numbers, dates and names exactly. If you do not "
-    "know, say that you don't have that information. Keep the answer short."
-)
+# system prompt is used to train the adapters (tuning.training), so serving matches training:
+# changing it means training the adapters again. It is short on purpose: it is part of every
+# training example, and a 65-token prompt made up two thirds of the tokens a training step
+# computes (docs/benchmarks.md, "Adapters"). Facts, refusals and brevity come from the training
+# pairs, not from instructions the small model follows loosely anyway.
+TUNED_SYSTEM_PROMPT = "You are Counsel, the company's internal consultant. Answer briefly."
 
 
 def tuned_messages(question: str) -> list[tuple[str, str]]:

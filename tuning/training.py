@@ -84,13 +84,30 @@ def encode_example(tokenizer, question: str, answer: str) -> tuple[list[int], li
     return full_ids, labels
 
 
+# Batches are formed from pools of this many batches' worth of shuffled examples sorted by
+# length, so that examples of similar length are padded together (a fifth of the tokens were
+# padding); the batches' order is shuffled again, so an epoch is still in random order.
+BUCKET_BATCHES = 8
+
+
+def batch_order(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Indices of the examples per batch for one epoch: every example exactly once."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    pool = batch_size * BUCKET_BATCHES
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
 def _batches(encoded, batch_size: int, pad_id: int, rng: random.Random):
     import torch
 
-    order = list(range(len(encoded)))
-    rng.shuffle(order)
-    for start in range(0, len(order), batch_size):
-        part = [encoded[i] for i in order[start : start + batch_size]]
+    for indices in batch_order([len(ids) for ids, _ in encoded], batch_size, rng):
+        part = [encoded[i] for i in indices]
         width = max(len(ids) for ids, _ in part)
         input_ids = torch.full((len(part), width), pad_id, dtype=torch.long)
         labels = torch.full((len(part), width), -100, dtype=torch.long)
