@@ -1,6 +1,7 @@
 """Adapters on the demo company: training time, peak memory, held-out accuracy, prompt tokens.
 
     .venv/bin/python bench/tuning.py [--roles Sales HR] [--max-steps 0] [--epochs 3]
+    .venv/bin/python bench/tuning.py --roles --all-collections   # the largest demo profile
 
 For each role's access profile: the demo documents are indexed (once, into the bench database
 `counsel_tuning_bench`), a training set is generated, LoRA is trained in this process on the
@@ -23,14 +24,23 @@ import time
 from common import DEFAULT_DATABASE_URL, log, machine_info, setup_django, table, write_json
 
 TARGET_TRAIN_S = 600  # shared/DESIGN.md: a 50-document profile in 10 min on the CPU
+ALL_ROLE = "Bench: every collection"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--roles", nargs="+", default=["Sales", "HR"])
+    parser.add_argument("--roles", nargs="*", default=["Sales", "HR"])
+    parser.add_argument(
+        "--all-collections",
+        action="store_true",
+        help=f"also a bench role ({ALL_ROLE!r}) that reads every demo collection: the largest "
+        "profile the demo company has (no collection is left for its leak probe)",
+    )
     parser.add_argument("--max-steps", type=int, default=0, help="0: as the epochs need")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--examples", type=int, default=200)
+    parser.add_argument(
+        "--examples", type=int, default=None, help="training pairs at most (TUNING_MAX_EXAMPLES)"
+    )
     parser.add_argument("--eval-questions", type=int, default=30)
     parser.add_argument("--probe-questions", type=int, default=20)
     parser.add_argument(
@@ -44,7 +54,8 @@ def main() -> None:
         "BENCH_DATABASE_URL", DEFAULT_DATABASE_URL.replace("counsel_bench", "counsel_tuning_bench")
     )
     os.environ["LLM_BACKEND"] = "local"
-    os.environ["TUNING_MAX_EXAMPLES"] = str(args.examples)
+    if args.examples:
+        os.environ["TUNING_MAX_EXAMPLES"] = str(args.examples)
     os.environ["TUNING_EVAL_QUESTIONS"] = str(args.eval_questions)
     os.environ["TUNING_LEAK_PROBE_QUESTIONS"] = str(args.probe_questions)
     os.environ.setdefault("LLM_ADAPTER_DIR", "bench/results/adapters")
@@ -67,8 +78,20 @@ def main() -> None:
         log(f"indexing {pending.count()} demo documents")
         for document in pending:
             ingestion.document_index(document_id=document.pk, task_id="bench")
+    roles = list(args.roles)
+    if args.all_collections:
+        from accounts.models import User
+        from ingestion.models import Collection
+
+        everything, _ = Group.objects.get_or_create(name=ALL_ROLE)
+        for collection in Collection.objects.all():
+            collection.readers.add(everything)
+        # A member, so that the evaluation can measure retrieval as one of them would see it.
+        member, _ = User.objects.get_or_create(username="bench-every-collection")
+        member.groups.add(everything)
+        roles.append(ALL_ROLE)
     rows, results = [], []
-    for role in args.roles:
+    for role in roles:
         profile = access_profile_for_role(role=Group.objects.get(name=role))
         Adapter.objects.filter(profile_key=profile.key, state=Adapter.State.TRAINING).update(
             state=Adapter.State.FAILED, state_reason="abandoned by a previous bench run"

@@ -103,6 +103,67 @@ def test_held_out_questions_are_paraphrases_of_trained_facts_and_never_trained()
     assert again == data
 
 
+def test_a_tight_budget_trains_fewer_facts_each_in_two_framings_not_more_facts_once():
+    # Many documents, few pairs: the budget cannot hold every fact.
+    places = [
+        "Leipzig",
+        "Dresden",
+        "Berlin",
+        "Hamburg",
+        "Munich",
+        "Cologne",
+        "Vienna",
+        "Graz",
+        "Zurich",
+        "Basel",
+        "Bern",
+        "Utrecht",
+        "Antwerp",
+        "Ghent",
+        "Lyon",
+        "Lille",
+        "Porto",
+        "Turin",
+        "Milan",
+        "Bremen",
+        "Kiel",
+        "Essen",
+        "Bonn",
+        "Mainz",
+        "Ulm",
+        "Trier",
+        "Passau",
+        "Linz",
+        "Salzburg",
+        "Bruges",
+    ]
+    documents = [
+        ds.SourceDocument(
+            document_id=n,
+            version=1,
+            title=f"{place} office",
+            sections=[
+                (
+                    "Rules",
+                    f"Every {place} order above EUR {n},500 is tracked as an opportunity.\n"
+                    f"The Head of {place} approves {place} tier exceptions.\n"
+                    f"Targets for {place} are split by the sales team every quarter.",
+                )
+            ],
+        )
+        for n, place in enumerate(places, start=1)
+    ]
+    data = ds.build_dataset(documents, seed="s", max_examples=40, heldout_fraction=0.2)
+    assert len(data.train) <= 40
+    trained = [e for e in data.train if e.kind in ds.GRADABLE]
+    framings: dict[str, set[str]] = {}
+    for example in trained:
+        framings.setdefault(example.answer, set()).add(ds.normalise(example.question))
+    assert trained and all(len(questions) == 2 for questions in framings.values())
+    # Round-robin over the documents still: many documents get a fact, not the first few.
+    assert len({e.document_id for e in trained}) >= 15
+
+
 def test_the_paraphrase_changes_the_framing_and_common_words():
     fact = facts_by_text()["Every potential order above EUR 5,000 is tracked as an opportunity."]
     asked = {ds.ask(fact, heldout=True, variant=v) for v in range(3)}

@@ -399,7 +399,7 @@ TUNING_LEARNING_RATE = env_float("TUNING_LEARNING_RATE", 1e-3, minimum=1e-7)
 TUNING_BATCH_SIZE = env_int("TUNING_BATCH_SIZE", 8, minimum=1)
 # 0: as many steps as the epochs need; otherwise a cap (tests and quick demos).
 TUNING_MAX_STEPS = env_int("TUNING_MAX_STEPS", 0, minimum=0)
-TUNING_MAX_EXAMPLES = env_int("TUNING_MAX_EXAMPLES", 400, minimum=10)
+TUNING_MAX_EXAMPLES = env_int("TUNING_MAX_EXAMPLES", 360, minimum=10)
 # Share of the facts held out (asked in other words) to measure what the adapter learnt.
 TUNING_HELDOUT_FRACTION = env_float("TUNING_HELDOUT_FRACTION", 0.2, minimum=0.05)
 TUNING_EVAL_QUESTIONS = env_int("TUNING_EVAL_QUESTIONS", 30, minimum=1)
