@@ -71,6 +71,9 @@ logger = logging.getLogger(__name__)
 CLOSE_TOO_MANY_SOCKETS = 4409
 CLOSE_FLOOD = 4429
 
+# How long a closing socket waits for its stopped answer to be recorded (a few writes).
+STOP_GRACE_SECONDS = 10
+
 # Open sockets per user: a sorted set of socket tokens scored by when each entry expires, so a
 # node that dies without saying goodbye leaks nothing beyond CHAT_SOCKET_TTL_SECONDS. Redis's own
 # clock decides, so the nodes' clocks need not agree.
@@ -196,8 +199,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         # A closed tab stops its answer: no model time is spent for nobody.
-        if getattr(self, "running", None) and not self.running.done():
-            self.running.cancel()
+        running = getattr(self, "running", None)
+        if running and not running.done():
+            running.cancel()
         if getattr(self, "keepalive", None):
             self.keepalive.cancel()
         if getattr(self, "socket_claimed", False):
@@ -205,6 +209,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await _redis_client().zrem(self.sockets_key, self.lock_token)
             except Exception:  # the entry expires by itself (CHAT_SOCKET_TTL_SECONDS)
                 logger.warning("could not remove a closed chat socket's entry", exc_info=True)
+        if running:
+            # The consumer ends once the stopped answer is recorded, not while its writes are
+            # still in flight (a server shutting down, or a test's teardown, would cut them).
+            await asyncio.wait({running}, timeout=STOP_GRACE_SECONDS)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
         """Size and rate limits, checked before a frame is parsed."""

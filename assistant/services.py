@@ -434,12 +434,12 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
                 Message.Status.CANCELLED,
                 QueryLogEntry.Outcome.CANCELLED,
             )
-            result.completion_tokens = await asyncio.shield(
-                asyncio.to_thread(llm.count_tokens, result.answer)
-            )
+
             # Recorded even though the socket is gone: one entry per question, stopped or not.
-            await asyncio.shield(
-                sync_to_async(_record)(
+            # A second cancellation (the socket closing right after a stop) does not abandon it.
+            async def record_stopped() -> None:
+                result.completion_tokens = await asyncio.to_thread(llm.count_tokens, result.answer)
+                await sync_to_async(_record)(
                     ask=ask,
                     ctx=ctx,
                     standalone=standalone,
@@ -451,7 +451,8 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
                     started=started,
                     started_clock=started_clock,
                 )
-            )
+
+            await _to_the_end(record_stopped())
             raise
         except llm.LLMCircuitOpen as exc:
             # Not sent to the model: the breaker logged its opening once, as an error.
@@ -505,6 +506,27 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
         "adapter": result.adapter,
         "truncated": result.truncated,
     }
+
+
+async def _to_the_end(awaitable):
+    """Awaits to the end even if the waiting task is cancelled meanwhile, then passes it on.
+
+    `asyncio.shield` alone keeps the work running but lets the caller go on at once: a stopped
+    answer's record would then be written after its socket (or a test) had already moved on.
+    """
+    task = asyncio.ensure_future(awaitable)
+    interrupted = False
+    while True:
+        try:
+            value = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            interrupted = True
+            continue
+        if interrupted:
+            raise asyncio.CancelledError
+        return value
 
 
 async def _generate(model, messages, started_clock: float, result: _Outcome, parts: list[str]):

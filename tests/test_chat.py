@@ -113,10 +113,13 @@ def everything_said(frames: list) -> str:
 async def test_socket_refuses_anonymous_users_foreign_origins_and_users_without_chat(cast):
     ws = await open_socket(None)
     assert await ws.connect() == (False, 4401)
+    await ws.disconnect()  # as a server does after a close: no consumer is left running
     ws = await open_socket(cast["sam"], origin=b"https://evil.example")
     assert (await ws.connect())[0] is False
+    await ws.disconnect()
     ws = await open_socket(cast["nora"])  # no role: no chat capability
     assert await ws.connect() == (False, 4403)
+    await ws.disconnect()
 
 
 # --- answering ------------------------------------------------------------------------------
@@ -246,6 +249,8 @@ async def test_one_running_answer_per_user_across_sockets(cast, settings):
     frames = await ask(second, "What is Project KESTREL?", "overlap")
     assert frames[-1]["type"] == "error" and "still being written" in frames[-1]["message"]
     await first.send_json_to({"type": "stop", "id": "long"})
+    while (await first.receive_json_from(timeout=10))["type"] != "stopped":
+        pass  # the stopped answer is recorded before it says so
     await first.disconnect()
     await second.disconnect()
 
@@ -277,13 +282,26 @@ async def test_disconnect_cancels_the_answer_and_still_logs_it(cast, settings):
     await ws.send_json_to({"type": "ask", "id": "d", "text": "What is Project KESTREL?"})
     while (await ws.receive_json_from(timeout=10))["type"] != "delta":
         pass
-    await ws.disconnect()
-    for _ in range(50):
-        entries = await sync_to_async(list)(QueryLogEntry.objects.all())
-        if entries:
-            break
-        await asyncio.sleep(0.1)
+    await ws.disconnect(timeout=15)
+    # The consumer ended only once the stopped answer was recorded.
+    entries = await sync_to_async(list)(QueryLogEntry.objects.all())
     assert [e.outcome for e in entries] == ["cancelled"]
+
+
+@pytest.mark.asyncio
+async def test_a_stop_then_an_immediate_close_still_records_the_answer_once(cast, settings):
+    # Two cancellations in a row: the stop, then the socket closing while the first is recorded.
+    settings.LLM_FAKE_TOKENS_PER_SECOND = 10.0
+    ws = await connect(cast["sam"])
+    await ws.send_json_to({"type": "ask", "id": "sc", "text": "What is Project KESTREL?"})
+    while (await ws.receive_json_from(timeout=10))["type"] != "delta":
+        pass
+    await ws.send_json_to({"type": "stop", "id": "sc"})
+    await ws.disconnect(timeout=15)
+    entries = await sync_to_async(list)(QueryLogEntry.objects.all())
+    assert [e.outcome for e in entries] == ["cancelled"] and entries[0].answer
+    messages = await sync_to_async(list)(Message.objects.values_list("role", "status"))
+    assert sorted(messages) == [("assistant", "cancelled"), ("user", "complete")]
 
 
 @pytest.mark.asyncio

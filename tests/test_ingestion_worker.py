@@ -181,6 +181,7 @@ async def test_progress_socket_is_refused_to_users_who_do_not_manage_documents(s
     )
     connected, code = await ws.connect()
     assert not connected and code == 4403
+    await ws.disconnect()  # as a server does after a close: no consumer is left running
 
 
 # --- JSON API ---------------------------------------------------------------------------------

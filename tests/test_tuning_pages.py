@@ -171,3 +171,4 @@ async def test_a_reconnecting_page_is_sent_the_current_state_of_the_adapters_it_
     await ws.disconnect()
     ws, connected, code = await _adapters_socket("sam")
     assert not connected and code == 4403
+    await ws.disconnect()  # as a server does after a close: no consumer is left running

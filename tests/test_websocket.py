@@ -61,9 +61,13 @@ async def test_anonymous_socket_is_refused_before_accept():
     connected, code = await ws.connect()
     assert not connected
     assert code == 4401
+    # As a server does after a close. Left running, the refused consumer's channel-layer
+    # receive was cancelled only when the test's event loop closed, which once hung the run.
+    await ws.disconnect()
 
 
 async def test_socket_from_a_foreign_origin_is_refused(session_cookie):
     ws = socket((b"origin", b"https://evil.example"), (b"cookie", session_cookie))
     connected, _ = await ws.connect()
     assert not connected
+    await ws.disconnect()
