@@ -369,8 +369,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 buffer.clear()
                 last_sent = time.monotonic()
 
+        answer = chat_answer(ask)
         try:
-            async for event in chat_answer(ask):
+            async for event in answer:
                 if event["type"] == "token":
                     buffer.append(event["text"])
                     if time.monotonic() - last_sent >= flush_every:
@@ -379,9 +380,23 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await flush()
                 await self.send_json({**event, "id": client_id})
         except asyncio.CancelledError:
+            # The stop lands in the service, which records the question as stopped, or here,
+            # while a frame is sent between two of its events: then the service is told now, so
+            # that it records it all the same (once: a finished service ignores this).
+            try:
+                await answer.athrow(asyncio.CancelledError())
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                logger.exception(
+                    "could not record a stopped answer", extra={"user_id": ask.user_id}
+                )
             try:
                 await flush()
-                await self.send_json({"type": "stopped", "id": client_id})
+                stopped = {"type": "stopped", "id": client_id}
+                if ask.recorded_in is not None:  # where it was recorded: a new one, perhaps
+                    stopped["conversation"] = ask.recorded_in
+                await self.send_json(stopped)
             except Exception:  # the socket may be gone; the service recorded the stop
                 logger.debug("could not tell a closed socket that its answer stopped")
             raise

@@ -71,6 +71,8 @@ class Ask:
     question: str
     conversation_id: int | None = None
     client_id: str = ""
+    # Set by chat_answer when the question was stopped: the conversation it was recorded in.
+    recorded_in: int | None = None
 
 
 @dataclass
@@ -331,7 +333,9 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
     # holds the GIL, and the context thread waited for it after each of its queries.
     result = _Outcome()
     try:
-        ctx = await sync_to_async(_load_context)(ask)
+        # Not abandoned if the question is stopped meanwhile: the stop is recorded below, and
+        # recording it needs the context.
+        ctx, stopped = await _finish(sync_to_async(_load_context)(ask))
         result.mark("context", started_clock)
     except ChatRefused as exc:
         yield {"type": "error", "message": str(exc)}
@@ -347,132 +351,13 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
     used: list[SearchHit] = []
     retrieved: list[SearchHit] = []
     candidates: list[SearchHit] = []
+    parts: list[str] = []
     prompt_tokens = 0
     model_name = ""
-    eligibility = ctx.eligibility
-    adapter = eligibility.adapter if eligibility is not None else None
-    rag_prompt = None
-    search_failed = False
-    if not (ctx.strategy == router.TUNED and adapter is not None):
-        # The adapter strategy with an eligible adapter needs no retrieval; every other case
-        # searches, also `auto`, whose decision depends on what retrieval finds.
-        yield {"type": "status", "stage": "searching"}
-        try:
-            vector = await embed_query_async(standalone)
-            result.mark("embedded", started_clock)
-            retrieved = await sync_to_async(chunk_search)(
-                user=ctx.user, query=standalone, k=settings.CHAT_MAX_SOURCES * 2, vector=vector
-            )
-            result.mark("searched", started_clock)
-        except Exception:
-            # Still one log entry for this question, and a plain message for the user.
-            logger.exception("search failed", extra={"user_id": ask.user_id})
-            result.status, result.outcome = Message.Status.ERROR, QueryLogEntry.Outcome.ERROR
-            result.error = "Searching the documents failed. It has been logged; please try again."
-            search_failed = True
-        candidates = _relevant(retrieved)
-        if candidates:
-            # In a thread: counting tokens loads the tokenizer on first use (a second or two),
-            # which must not stall the event loop that serves every other socket.
-            rag_prompt = await asyncio.to_thread(
-                build_prompt,
-                question=standalone,
-                sources=[
-                    Source(n, h.document_title, h.heading, h.page, h.text)
-                    for n, h in enumerate(candidates, start=1)
-                ],
-                count_tokens=llm.count_tokens,
-                budget_tokens=settings.CHAT_CONTEXT_TOKENS,
-            )
-    tuned_prompt = hybrid_prompt = None
-    if adapter is not None:
-        tuned_prompt = await asyncio.to_thread(
-            build_tuned_prompt, question=standalone, count_tokens=llm.count_tokens
-        )
-        if rag_prompt is not None and (adapter.metrics.get("heldout") or {}).get("hybrid"):
-            # The hybrid's prompt: the retrieval prompt cut to the best few passages.
-            hybrid_prompt = await asyncio.to_thread(
-                build_prompt,
-                question=standalone,
-                sources=rag_prompt.sources[: settings.TUNING_HYBRID_SOURCES],
-                count_tokens=llm.count_tokens,
-                budget_tokens=settings.CHAT_CONTEXT_TOKENS,
-            )
-    route = router.decide(
-        _route_facts(ctx, eligibility, candidates, rag_prompt, tuned_prompt, hybrid_prompt)
-    )
-    result.mark("routed", started_clock)
-    result.route, result.route_reason = route.route, route.reason
-    if search_failed and route.route == router.RAG:
-        pass  # the error recorded above stands
-    elif route.route == router.RAG and not candidates:
-        result.answer, result.status = REFUSAL, Message.Status.REFUSED
-        result.outcome = QueryLogEntry.Outcome.REFUSED
-    else:
-        if route.route in router.ADAPTER_ROUTES:
-            prompt = tuned_prompt if route.route == router.TUNED else hybrid_prompt
-            used = candidates[: len(prompt.sources)]
-            name = adapter.name
-            result.adapter = adapter.label
-            model = llm.get_chat_model(adapter=name)
-            model_name = llm.model_name(adapter=name)
-            result.status, result.outcome = Message.Status.COMPLETE, QueryLogEntry.Outcome.ANSWERED
-            result.error = ""
-        else:
-            prompt = rag_prompt
-            used = candidates[: len(prompt.sources)]
-            model = llm.get_chat_model()
-            model_name = llm.model_name()
-        prompt_tokens = prompt.prompt_tokens
-        parts: list[str] = []
-        try:
-            async for event in _generate(model, prompt.messages, started_clock, result, parts):
-                yield event
-        except asyncio.CancelledError:
-            result.answer = "".join(parts)
-            result.status, result.outcome = (
-                Message.Status.CANCELLED,
-                QueryLogEntry.Outcome.CANCELLED,
-            )
 
-            # Recorded even though the socket is gone: one entry per question, stopped or not.
-            # A second cancellation (the socket closing right after a stop) does not abandon it.
-            async def record_stopped() -> None:
-                result.completion_tokens = await asyncio.to_thread(llm.count_tokens, result.answer)
-                await sync_to_async(_record)(
-                    ask=ask,
-                    ctx=ctx,
-                    standalone=standalone,
-                    retrieved=retrieved,
-                    used=used,
-                    prompt_tokens=prompt_tokens,
-                    model_name=model_name,
-                    result=result,
-                    started=started,
-                    started_clock=started_clock,
-                )
-
-            await _to_the_end(record_stopped())
-            raise
-        except llm.LLMCircuitOpen as exc:
-            # Not sent to the model: the breaker logged its opening once, as an error.
-            logger.info("model circuit open", extra={"user_id": ask.user_id})
-            result.status, result.outcome = Message.Status.ERROR, QueryLogEntry.Outcome.ERROR
-            result.error = str(exc)
-        except llm.LLMError as exc:
-            logger.error(
-                "model failed",
-                extra={"user_id": ask.user_id, "error": str(exc), "detail": exc.detail},
-                exc_info=True,
-            )
-            result.answer = "".join(parts)
-            result.status, result.outcome = Message.Status.ERROR, QueryLogEntry.Outcome.ERROR
-            result.error = str(exc)
-        else:
-            result.answer = "".join(parts).strip()
-        result.completion_tokens = await asyncio.to_thread(llm.count_tokens, result.answer)
-    try:
-        conversation, message, entry = await sync_to_async(_record)(
+    def record() -> tuple[Conversation, Message, QueryLogEntry]:
+        """The question's one record, with what the stages below have found by then."""
+        return _record(
             ask=ask,
             ctx=ctx,
             standalone=standalone,
@@ -484,6 +369,129 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
             started=started,
             started_clock=started_clock,
         )
+
+    try:
+        if stopped:
+            raise asyncio.CancelledError
+        eligibility = ctx.eligibility
+        adapter = eligibility.adapter if eligibility is not None else None
+        rag_prompt = None
+        search_failed = False
+        if not (ctx.strategy == router.TUNED and adapter is not None):
+            # The adapter strategy with an eligible adapter needs no retrieval; every other case
+            # searches, also `auto`, whose decision depends on what retrieval finds.
+            yield {"type": "status", "stage": "searching"}
+            try:
+                vector = await embed_query_async(standalone)
+                result.mark("embedded", started_clock)
+                retrieved = await sync_to_async(chunk_search)(
+                    user=ctx.user, query=standalone, k=settings.CHAT_MAX_SOURCES * 2, vector=vector
+                )
+                result.mark("searched", started_clock)
+            except Exception:
+                # Still one log entry for this question, and a plain message for the user.
+                logger.exception("search failed", extra={"user_id": ask.user_id})
+                result.status, result.outcome = Message.Status.ERROR, QueryLogEntry.Outcome.ERROR
+                result.error = (
+                    "Searching the documents failed. It has been logged; please try again."
+                )
+                search_failed = True
+            candidates = _relevant(retrieved)
+            if candidates:
+                # In a thread: counting tokens loads the tokenizer on first use (a second or two),
+                # which must not stall the event loop that serves every other socket.
+                rag_prompt = await asyncio.to_thread(
+                    build_prompt,
+                    question=standalone,
+                    sources=[
+                        Source(n, h.document_title, h.heading, h.page, h.text)
+                        for n, h in enumerate(candidates, start=1)
+                    ],
+                    count_tokens=llm.count_tokens,
+                    budget_tokens=settings.CHAT_CONTEXT_TOKENS,
+                )
+        tuned_prompt = hybrid_prompt = None
+        if adapter is not None:
+            tuned_prompt = await asyncio.to_thread(
+                build_tuned_prompt, question=standalone, count_tokens=llm.count_tokens
+            )
+            if rag_prompt is not None and (adapter.metrics.get("heldout") or {}).get("hybrid"):
+                # The hybrid's prompt: the retrieval prompt cut to the best few passages.
+                hybrid_prompt = await asyncio.to_thread(
+                    build_prompt,
+                    question=standalone,
+                    sources=rag_prompt.sources[: settings.TUNING_HYBRID_SOURCES],
+                    count_tokens=llm.count_tokens,
+                    budget_tokens=settings.CHAT_CONTEXT_TOKENS,
+                )
+        route = router.decide(
+            _route_facts(ctx, eligibility, candidates, rag_prompt, tuned_prompt, hybrid_prompt)
+        )
+        result.mark("routed", started_clock)
+        result.route, result.route_reason = route.route, route.reason
+        if search_failed and route.route == router.RAG:
+            pass  # the error recorded above stands
+        elif route.route == router.RAG and not candidates:
+            result.answer, result.status = REFUSAL, Message.Status.REFUSED
+            result.outcome = QueryLogEntry.Outcome.REFUSED
+        else:
+            if route.route in router.ADAPTER_ROUTES:
+                prompt = tuned_prompt if route.route == router.TUNED else hybrid_prompt
+                used = candidates[: len(prompt.sources)]
+                name = adapter.name
+                result.adapter = adapter.label
+                model = llm.get_chat_model(adapter=name)
+                model_name = llm.model_name(adapter=name)
+                result.status, result.outcome = (
+                    Message.Status.COMPLETE,
+                    QueryLogEntry.Outcome.ANSWERED,
+                )
+                result.error = ""
+            else:
+                prompt = rag_prompt
+                used = candidates[: len(prompt.sources)]
+                model = llm.get_chat_model()
+                model_name = llm.model_name()
+            prompt_tokens = prompt.prompt_tokens
+            try:
+                async for event in _generate(model, prompt.messages, started_clock, result, parts):
+                    yield event
+            except llm.LLMCircuitOpen as exc:
+                # Not sent to the model: the breaker logged its opening once, as an error.
+                logger.info("model circuit open", extra={"user_id": ask.user_id})
+                result.status, result.outcome = Message.Status.ERROR, QueryLogEntry.Outcome.ERROR
+                result.error = str(exc)
+            except llm.LLMError as exc:
+                logger.error(
+                    "model failed",
+                    extra={"user_id": ask.user_id, "error": str(exc), "detail": exc.detail},
+                    exc_info=True,
+                )
+                result.answer = "".join(parts)
+                result.status, result.outcome = Message.Status.ERROR, QueryLogEntry.Outcome.ERROR
+                result.error = str(exc)
+            else:
+                result.answer = "".join(parts).strip()
+            result.completion_tokens = await asyncio.to_thread(llm.count_tokens, result.answer)
+    except asyncio.CancelledError:
+        # Stopped by the user or the socket closing, at any stage: still one entry per question,
+        # with what was streamed so far, recorded even though the socket may be gone. A second
+        # cancellation (the socket closing right after a stop) does not abandon it.
+        result.answer = "".join(parts)
+        result.status, result.outcome = Message.Status.CANCELLED, QueryLogEntry.Outcome.CANCELLED
+        if "routed" not in result.stages:
+            result.route_reason = "Stopped before a route was chosen."
+
+        async def record_stopped() -> Conversation:
+            result.completion_tokens = await asyncio.to_thread(llm.count_tokens, result.answer)
+            conversation, _, _ = await sync_to_async(record)()
+            return conversation
+
+        ask.recorded_in = (await _to_the_end(record_stopped())).pk
+        raise
+    try:
+        # A stop now comes too late to change the record: it is written whole, once.
+        conversation, message, entry = await _to_the_end(sync_to_async(record)())
     except Exception:
         logger.exception("could not record a chat answer", extra={"user_id": ask.user_id})
         yield {"type": "error", "message": SAVE_FAILED, "discard": True}
@@ -508,9 +516,10 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
     }
 
 
-async def _to_the_end(awaitable):
-    """Awaits to the end even if the waiting task is cancelled meanwhile, then passes it on.
+async def _finish(awaitable) -> tuple:
+    """Awaits to the end even if the waiting task is cancelled meanwhile.
 
+    Returns the value and whether a cancellation came meanwhile, for the caller to honour.
     `asyncio.shield` alone keeps the work running but lets the caller go on at once: a stopped
     answer's record would then be written after its socket (or a test) had already moved on.
     """
@@ -518,15 +527,19 @@ async def _to_the_end(awaitable):
     interrupted = False
     while True:
         try:
-            value = await asyncio.shield(task)
+            return await asyncio.shield(task), interrupted
         except asyncio.CancelledError:
-            if task.done():
+            if task.cancelled():  # the work itself was cancelled, not only its waiter
                 raise
-            interrupted = True
-            continue
-        if interrupted:
-            raise asyncio.CancelledError
-        return value
+            interrupted = True  # and the work goes on, or has just finished
+
+
+async def _to_the_end(awaitable):
+    """Awaits to the end even if cancelled meanwhile, then passes the cancellation on."""
+    value, interrupted = await _finish(awaitable)
+    if interrupted:
+        raise asyncio.CancelledError
+    return value
 
 
 async def _generate(model, messages, started_clock: float, result: _Outcome, parts: list[str]):

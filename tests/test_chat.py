@@ -21,6 +21,7 @@ from django.conf import settings
 from django.test import Client
 
 from assistant.models import Citation, Conversation, Message
+from assistant.services import Ask, chat_answer
 from compliance.models import QueryLogEntry
 from config.asgi import application
 from ingestion import services as ingest
@@ -286,6 +287,61 @@ async def test_disconnect_cancels_the_answer_and_still_logs_it(cast, settings):
     # The consumer ended only once the stopped answer was recorded.
     entries = await sync_to_async(list)(QueryLogEntry.objects.all())
     assert [e.outcome for e in entries] == ["cancelled"]
+
+
+@pytest.mark.asyncio
+async def test_a_question_stopped_while_it_is_searched_is_still_logged(cast):
+    # Stopped before the model wrote a word: the compliance log still has the question (a user
+    # must not be able to ask unlogged by stopping at once).
+    ask_ = Ask(user_id=cast["sam"].pk, question="What is Project KESTREL?", client_id="early")
+    searching = asyncio.Event()
+
+    async def consume() -> None:
+        async for event in chat_answer(ask_):
+            assert event["type"] == "status", event  # nothing further: it is stopped first
+            searching.set()
+
+    task = asyncio.create_task(consume())
+    await searching.wait()
+    task.cancel()  # lands in the embedding or the search, on their threads
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    entry = await sync_to_async(QueryLogEntry.objects.get)()
+    assert (entry.outcome, entry.answer, entry.first_token_ms) == ("cancelled", "", None)
+    assert entry.route_reason == "Stopped before a route was chosen."
+    assert ask_.recorded_in == entry.conversation_id
+
+
+@pytest.mark.asyncio
+async def test_a_stop_between_two_events_is_recorded_once_the_service_is_told(cast):
+    # The stop can land in the consumer while it sends a frame, with the service waiting at a
+    # `yield`; the consumer then throws it in (consumers.ChatConsumer._relay).
+    ask_ = Ask(user_id=cast["sam"].pk, question="What is Project KESTREL?", client_id="between")
+    answer = chat_answer(ask_)
+    assert (await answer.__anext__())["type"] == "status"
+    with pytest.raises(asyncio.CancelledError):
+        await answer.athrow(asyncio.CancelledError())
+    entry = await sync_to_async(QueryLogEntry.objects.get)()
+    assert entry.outcome == "cancelled" and ask_.recorded_in == entry.conversation_id
+    await answer.athrow(asyncio.CancelledError())  # told twice: nothing more is recorded
+    assert await sync_to_async(QueryLogEntry.objects.count)() == 1
+
+
+@pytest.mark.asyncio
+async def test_a_stop_right_after_the_question_says_where_it_was_recorded(cast, settings):
+    settings.LLM_FAKE_TOKENS_PER_SECOND = 10.0
+    ws = await connect(cast["sam"])
+    await ws.send_json_to({"type": "ask", "id": "now", "text": "What is Project KESTREL?"})
+    await ws.send_json_to({"type": "stop", "id": "now"})
+    while (frame := await ws.receive_json_from(timeout=10))["type"] != "stopped":
+        assert frame["type"] in ("status", "queued", "delta"), frame
+    entry = await sync_to_async(QueryLogEntry.objects.get)()
+    assert entry.outcome == "cancelled" and frame["conversation"] == entry.conversation_id
+    # The lock is released and the page goes on in the conversation the stop was recorded in.
+    settings.LLM_FAKE_TOKENS_PER_SECOND = 2000.0
+    frames = await ask(ws, "What is Project KESTREL?", "next", conversation=frame["conversation"])
+    assert frames[-1]["type"] == "done" and frames[-1]["conversation"] == frame["conversation"]
+    await ws.disconnect()
 
 
 @pytest.mark.asyncio

@@ -15,7 +15,7 @@
   let conversation = root.dataset.conversation ? parseInt(root.dataset.conversation, 10) : null;
   let socket = null;
   let delay = 1000;
-  let current = null; // { id, node, text }
+  let current = null; // { id, node, text, question }
   let pending = null; // a question typed before the socket opened
   const stages = { searching: "Searching your documents…", answering: "Writing the answer…" };
 
@@ -163,7 +163,14 @@
     }
     if (msg.type === "stopped") {
       node.classList.remove("streaming");
+      const stream = node.querySelector(".stream");
       statusLine.textContent = "Stopped.";
+      if (!stream.textContent.trim()) {
+        stream.classList.add("muted");
+        stream.textContent = "Stopped before any answer was written.";
+      }
+      // Recorded, in a new conversation perhaps, titled by its first question as on the server.
+      if (msg.conversation) rememberConversation(msg.conversation, current.question.slice(0, 80));
       finish();
       return;
     }
@@ -176,7 +183,7 @@
       p.className = "error";
       p.textContent = msg.message;
       node.querySelector(".answer").append(p);
-      if (msg.conversation) rememberConversation(msg.conversation, "");
+      if (msg.conversation) rememberConversation(msg.conversation, current.question.slice(0, 80));
       finish();
     }
   }
@@ -221,7 +228,7 @@
     addUser(text);
     const node = template.content.firstElementChild.cloneNode(true);
     thread.append(node);
-    current = { id: id, node: node, text: "" };
+    current = { id: id, node: node, text: "", question: text };
     busy(true);
     input.value = "";
     scrollDown();

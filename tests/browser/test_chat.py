@@ -9,6 +9,7 @@ from django.core.management import call_command
 from playwright.sync_api import Page, expect
 
 from assistant.models import Feedback
+from compliance.models import QueryLogEntry
 from ingestion import services
 from ingestion.models import Document
 
@@ -83,3 +84,19 @@ def test_employee_gets_a_streamed_cited_answer_a_colleague_gets_no_trace(
     expect(other).not_to_have_class("msg assistant streaming", timeout=120_000)
     text = page.locator("#thread").inner_text()
     assert "23.5%" not in text and "Pricing" not in text
+
+    # A question stopped at once, before the model wrote a word, is still recorded: the page
+    # lists its new conversation and the query log has it as stopped.
+    page.get_by_role("link", name="New conversation").click()
+    expect(page.locator('#chat[data-connected="true"]')).to_be_visible()
+    page.get_by_label("Your question").fill("How many days of annual leave do I get?")
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Stop").click()
+    stopped = page.locator(".msg.assistant").last
+    expect(stopped.locator(".status-line")).to_have_text("Stopped.", timeout=30_000)
+    expect(page.locator("#conversation-list")).to_contain_text(
+        "How many days of annual leave do I get?"
+    )
+    expect(page).to_have_url(re.compile(r"/chat/\d+/$"))
+    entry = QueryLogEntry.objects.get(question="How many days of annual leave do I get?")
+    assert entry.outcome == "cancelled" and entry.username == "hana"
