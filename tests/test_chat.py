@@ -97,6 +97,16 @@ async def ask(ws, text: str, qid: str = "q1", conversation=None, timeout: float 
             return frames
 
 
+async def streaming(user, settings, qid: str) -> WebsocketCommunicator:
+    """A socket whose answer (slowed to 10 tokens a second) has begun to stream."""
+    settings.LLM_FAKE_TOKENS_PER_SECOND = 10.0
+    ws = await connect(user)
+    await ws.send_json_to({"type": "ask", "id": qid, "text": "What is Project KESTREL?"})
+    while (await ws.receive_json_from(timeout=10))["type"] != "delta":
+        pass
+    return ws
+
+
 def everything_said(frames: list) -> str:
     """All text a user could see: deltas, final HTML, citations, errors."""
     parts = []
@@ -258,11 +268,7 @@ async def test_one_running_answer_per_user_across_sockets(cast, settings):
 
 @pytest.mark.asyncio
 async def test_stop_ends_the_answer_and_records_it_as_stopped(cast, settings):
-    settings.LLM_FAKE_TOKENS_PER_SECOND = 10.0
-    ws = await connect(cast["sam"])
-    await ws.send_json_to({"type": "ask", "id": "s", "text": "What is Project KESTREL?"})
-    while (await ws.receive_json_from(timeout=10))["type"] != "delta":
-        pass
+    ws = await streaming(cast["sam"], settings, "s")
     await ws.send_json_to({"type": "stop", "id": "s"})
     while True:
         frame = await ws.receive_json_from(timeout=2)  # within a second or two
@@ -278,11 +284,7 @@ async def test_stop_ends_the_answer_and_records_it_as_stopped(cast, settings):
 
 @pytest.mark.asyncio
 async def test_disconnect_cancels_the_answer_and_still_logs_it(cast, settings):
-    settings.LLM_FAKE_TOKENS_PER_SECOND = 10.0
-    ws = await connect(cast["sam"])
-    await ws.send_json_to({"type": "ask", "id": "d", "text": "What is Project KESTREL?"})
-    while (await ws.receive_json_from(timeout=10))["type"] != "delta":
-        pass
+    ws = await streaming(cast["sam"], settings, "d")
     await ws.disconnect(timeout=15)
     # The consumer ended only once the stopped answer was recorded.
     entries = await sync_to_async(list)(QueryLogEntry.objects.all())
@@ -347,11 +349,7 @@ async def test_a_stop_right_after_the_question_says_where_it_was_recorded(cast, 
 @pytest.mark.asyncio
 async def test_a_stop_then_an_immediate_close_still_records_the_answer_once(cast, settings):
     # Two cancellations in a row: the stop, then the socket closing while the first is recorded.
-    settings.LLM_FAKE_TOKENS_PER_SECOND = 10.0
-    ws = await connect(cast["sam"])
-    await ws.send_json_to({"type": "ask", "id": "sc", "text": "What is Project KESTREL?"})
-    while (await ws.receive_json_from(timeout=10))["type"] != "delta":
-        pass
+    ws = await streaming(cast["sam"], settings, "sc")
     await ws.send_json_to({"type": "stop", "id": "sc"})
     await ws.disconnect(timeout=15)
     entries = await sync_to_async(list)(QueryLogEntry.objects.all())
