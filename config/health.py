@@ -1,9 +1,11 @@
-"""Readiness checks behind /healthz: database (with pgvector), Redis and Celery workers."""
+"""Readiness checks behind /healthz: database (with pgvector), Redis, Celery workers and the
+language model server."""
 
 from __future__ import annotations
 
 import time
 
+import httpx
 import redis
 from django.conf import settings
 from django.db import connection
@@ -52,22 +54,45 @@ def check_workers() -> dict:
     return {"workers": alive}
 
 
+def check_llm() -> dict:
+    """The model server answers: llama.cpp's /health locally, /models elsewhere (vLLM, Ollama)."""
+    from assistant.llm.conf import LLMConfig
+
+    config = LLMConfig.from_settings()
+    if config.backend == "fake":
+        return {"backend": "fake"}
+    base = config.base_url.rstrip("/")
+    url = base.removesuffix("/v1") + "/health" if config.backend == "local" else base + "/models"
+    response = httpx.get(
+        url,
+        headers={"Authorization": f"Bearer {config.api_key}"},
+        timeout=settings.HEALTH_LLM_TIMEOUT,
+    )
+    if response.status_code != 200:
+        raise RuntimeError(f"{url} answered HTTP {response.status_code}")
+    return {"backend": config.backend, "model": config.model}
+
+
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database and Redis answer; `degraded` (still 200) without a live worker.
+    """200 when the database and Redis answer; `degraded` (still 200) without a live worker or
+    model server.
 
     Without workers the web app still serves chat from indexed documents, so a load balancer
-    should keep the node; indexing and training wait until a worker returns.
+    should keep the node; indexing and training wait until a worker returns. Without the model
+    server questions still get their quote, refusals and a plain message (every node shares
+    the one model server, so taking nodes out would not help).
     """
     checks = {
         "database": _timed(check_database),
         "redis": _timed(check_redis),
         "worker": _timed(check_workers),
+        "llm": _timed(check_llm),
     }
     if not (checks["database"]["ok"] and checks["redis"]["ok"]):
         status, code = "fail", 503
-    elif not checks["worker"]["ok"]:
+    elif not (checks["worker"]["ok"] and checks["llm"]["ok"]):
         status, code = "degraded", 200
     else:
         status, code = "ok", 200

