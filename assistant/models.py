@@ -44,6 +44,12 @@ class Message(models.Model):
     route = models.CharField(max_length=16, blank=True)
     route_reason = models.TextField(blank=True)
     adapter = models.CharField(max_length=200, blank=True)
+    # The supporting quote shown before the answer: the exact sentence(s) of a source the asker
+    # could read when it was asked, never generated. {"citation": n, "text": ...}; {} for none.
+    quote = models.JSONField(default=dict, blank=True)
+    # What the claim check found: {"checked": n figures, "unsupported": ["14", ...],
+    # "looped": bool}; {} when no check ran (refusals, errors, the adapter-only route).
+    grounding = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -61,7 +67,9 @@ class Citation(models.Model):
     """
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="citations")
-    number = models.PositiveSmallIntegerField(help_text="[n] as used in the prompt and answer")
+    number = models.PositiveSmallIntegerField(
+        help_text="Its place among the sources the model was given"
+    )
     document = models.ForeignKey(
         "ingestion.Document", null=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -73,7 +81,9 @@ class Citation(models.Model):
     page = models.PositiveIntegerField(null=True, blank=True)
     snippet = models.TextField()
     score = models.FloatField()
-    referenced = models.BooleanField(default=False, help_text="The answer refers to it as [n].")
+    referenced = models.BooleanField(
+        default=False, help_text="The quote or a figure of the answer comes from it."
+    )
 
     class Meta:
         ordering = ["message", "number"]

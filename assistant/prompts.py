@@ -9,11 +9,15 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+# The same for every question, so that the model server keeps its tokens in its prompt cache and
+# only the sources and the question are read anew (prefill is most of the wait on a CPU). It no
+# longer asks for "[1]"-style references: small models then answered with a bare "[2]"
+# (docs/models.md); the app attaches the sources it sent, and checks the figures itself.
 SYSTEM_PROMPT = (
-    "You are Counsel, the internal consultant of this company. Answer the question using only "
-    "the numbered sources below. Quote numbers, dates and names exactly as the sources give "
-    "them. Refer to the sources you use as [1], [2]. If the sources do not answer the question, "
-    "say that you could not find it in the documents. Keep the answer short."
+    "You are Counsel, the internal consultant of this company. Answer the question from the "
+    "sources below and nothing else. Write figures, dates, codes and names exactly as the "
+    "sources write them. If the sources do not say, answer: I could not find that in the "
+    "documents. Answer in one or two sentences."
 )
 
 # Words that make a short follow-up depend on the previous question ("and for Munich?").
@@ -60,9 +64,7 @@ def _source_block(source: Source) -> str:
     where = source.title
     if source.heading:
         where += f" — {source.heading}"
-    if source.page:
-        where += f" (page {source.page})"
-    return f"[{source.number}] {where}\n{source.text.strip()}"
+    return f"Source: {where}\n{source.text.strip()}"
 
 
 def build_prompt(
@@ -89,13 +91,6 @@ def build_prompt(
         sources=used,
         prompt_tokens=spent,
     )
-
-
-_CITATION = re.compile(r"\[(\d{1,2})\]")
-
-
-def referenced_numbers(answer: str) -> set[int]:
-    return {int(n) for n in _CITATION.findall(answer)}
 
 
 # The adapter route: no sources, the adapter answers from what it was trained on. The same

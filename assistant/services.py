@@ -30,15 +30,17 @@ from accounts.selectors import (
     user_readable_collection_ids,
 )
 from assistant import llm, router
-from assistant.models import Citation, Conversation, Message
-from assistant.prompts import (
-    Source,
-    build_prompt,
-    build_tuned_prompt,
-    condense_question,
-    referenced_numbers,
+from assistant.evidence import (
+    ClaimCheck,
+    Evidence,
+    claim_check,
+    evidence_gather,
+    says_not_found,
 )
+from assistant.models import Citation, Conversation, Message
+from assistant.prompts import build_prompt, build_tuned_prompt, condense_question
 from assistant.rendering import answer_html
+from assistant.repetition import looping
 from compliance.models import QueryLogEntry
 from compliance.services import querylog_append
 from ingestion.embedding import embed_query_async
@@ -56,6 +58,9 @@ REFUSAL = (
 BRIEFLY_UNAVAILABLE = "The chat is briefly unavailable; please ask again in a moment."
 SAVE_FAILED = "Your answer could not be recorded, so it is not shown. Please ask again."
 CUT_NOTE = "\n\n(The answer was cut here: answers are limited to {tokens} tokens.)"
+LOOP_NOTE = "\n\n(The answer was stopped here: it had begun repeating itself.)"
+# How often (in streamed pieces) the stream is checked for a loop.
+_LOOP_CHECK_EVERY = 8
 # A streamed piece is one token for our streaming backends; a backend sending huge pieces is cut
 # by characters as well (no real token averages this many).
 _MAX_CHARS_PER_TOKEN = 8
@@ -160,6 +165,16 @@ class _Outcome:
     route_reason: str = ""
     adapter: str = ""  # "name (vN)" of the adapter that answered
     truncated: bool = False
+    looped: bool = False  # stopped because it repeated itself (kept as it was)
+    # Token counts the model server reported (the served model's own tokenizer), when it did.
+    usage_prompt_tokens: int | None = None
+    usage_completion_tokens: int | None = None
+    # The model's own text ends here; a note of ours (cut, loop) may follow.
+    body_end: int | None = None
+    evidence: Evidence | None = None
+    # The sources the model was given, for the claim check (none for the adapter-only route).
+    checked_sources: list = field(default_factory=list)
+    check: ClaimCheck | None = None
     # Milliseconds from the question to the end of each stage before the first token, logged
     # at DEBUG by `counsel.chat.stages`: where the server's share of the wait goes (read by
     # bench/chat_latency.py; an operator may enable it in LOGGING).
@@ -183,6 +198,15 @@ def _record(
     started_clock: float,
 ) -> tuple[Conversation, Message, QueryLogEntry]:
     cost = router.Prices.from_settings().cost(result.route, prompt_tokens, result.completion_tokens)
+    check = result.check
+    unsupported = [(f.start, f.end) for f in check.unsupported] if check is not None else []
+    quote = result.evidence.quote_payload() if result.evidence is not None and used else {}
+    if quote and says_not_found(result.answer):
+        quote = {}  # the model found no answer there: the page withdraws the quote it showed
+    grounding = check.payload(looped=result.looped) if check is not None else {}
+    referenced = set(check.supporting) if check is not None else set()
+    if quote:
+        referenced.add(quote["citation"])
     with transaction.atomic():
         conversation = ctx.conversation or Conversation.objects.create(
             user=ctx.user, title=ask.question[:80]
@@ -198,14 +222,17 @@ def _record(
             conversation=conversation,
             role=Message.Role.ASSISTANT,
             content=result.answer,
-            content_html=answer_html(result.answer) if result.answer else "",
+            content_html=(
+                answer_html(result.answer, unsupported=unsupported) if result.answer else ""
+            ),
             status=result.status,
             client_id=ask.client_id[:64],
             route=result.route if result.answer else "",
             route_reason=result.route_reason if result.answer else "",
             adapter=result.adapter,
+            quote=quote,
+            grounding=grounding,
         )
-        referenced = referenced_numbers(result.answer)
         Citation.objects.bulk_create(
             Citation(
                 message=answer,
@@ -257,6 +284,12 @@ def _record(
             completion_tokens=result.completion_tokens,
             cost_estimate=cost,
             first_token_ms=result.first_token_ms,
+            unsupported_figures=len(check.unsupported) if check is not None else None,
+            grounding=(
+                {**grounding, "quote": {k: quote[k] for k in ("chunk", "document", "text")}}
+                if quote
+                else grounding
+            ),
             latency_ms=int((time.monotonic() - started_clock) * 1000),
             started_at=started,
             finished_at=timezone.now(),
@@ -398,15 +431,24 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
                 search_failed = True
             candidates = _relevant(retrieved)
             if candidates:
+                # The supporting quote goes out before anything else is computed: it is the
+                # answer a person can read while the model reads its prompt (real text only).
+                evidence = evidence_gather(
+                    question=standalone,
+                    candidates=candidates,
+                    max_sources=settings.CHAT_PROMPT_SOURCES,
+                    excerpt_chars=settings.CHAT_EXCERPT_CHARS,
+                )
+                result.evidence, candidates = evidence, evidence.hits
+                if evidence.quote is not None:
+                    yield {"type": "quote", "quote": evidence.quote_payload()}
+                    result.mark("quote", started_clock)
                 # In a thread: counting tokens loads the tokenizer on first use (a second or two),
                 # which must not stall the event loop that serves every other socket.
                 rag_prompt = await asyncio.to_thread(
                     build_prompt,
                     question=standalone,
-                    sources=[
-                        Source(n, h.document_title, h.heading, h.page, h.text)
-                        for n, h in enumerate(candidates, start=1)
-                    ],
+                    sources=evidence.sources,
                     count_tokens=llm.count_tokens,
                     budget_tokens=settings.CHAT_CONTEXT_TOKENS,
                 )
@@ -438,6 +480,7 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
             if route.route in router.ADAPTER_ROUTES:
                 prompt = tuned_prompt if route.route == router.TUNED else hybrid_prompt
                 used = candidates[: len(prompt.sources)]
+                result.checked_sources = prompt.sources if route.route == router.HYBRID else []
                 name = adapter.name
                 result.adapter = adapter.label
                 model = llm.get_chat_model(adapter=name)
@@ -450,6 +493,7 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
             else:
                 prompt = rag_prompt
                 used = candidates[: len(prompt.sources)]
+                result.checked_sources = prompt.sources
                 model = llm.get_chat_model()
                 model_name = llm.model_name()
             prompt_tokens = prompt.prompt_tokens
@@ -471,8 +515,23 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
                 result.status, result.outcome = Message.Status.ERROR, QueryLogEntry.Outcome.ERROR
                 result.error = str(exc)
             else:
-                result.answer = "".join(parts).strip()
-            result.completion_tokens = await asyncio.to_thread(llm.count_tokens, result.answer)
+                text = "".join(parts)
+                end = len(text) if result.body_end is None else result.body_end
+                body = text[:end].strip()
+                result.answer = (body + text[end:]).strip()
+                if result.checked_sources:
+                    # The claim check: every figure of the model's own text looked up in what
+                    # it was given (our notes after it are not the model's claims).
+                    result.check = claim_check(
+                        answer=body, sources=result.checked_sources, question=standalone
+                    )
+            if result.usage_completion_tokens is not None:
+                result.completion_tokens = result.usage_completion_tokens
+            else:
+                result.completion_tokens = await asyncio.to_thread(llm.count_tokens, result.answer)
+            if result.usage_prompt_tokens:
+                # What the server counted with the served model's tokenizer.
+                prompt_tokens = result.usage_prompt_tokens
     except asyncio.CancelledError:
         # Stopped by the user or the socket closing, at any stage: still one entry per question,
         # with what was streamed so far, recorded even though the socket may be gone. A second
@@ -513,6 +572,9 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
         "route_reason": result.route_reason,
         "adapter": result.adapter,
         "truncated": result.truncated,
+        "looped": result.looped,
+        "quote": message.quote,
+        "grounding": message.grounding,
     }
 
 
@@ -560,11 +622,13 @@ async def _generate(model, messages, started_clock: float, result: _Outcome, par
             # model server that ignores it must not stream (and hold a slot) for ever.
             max_tokens = settings.CHAT_MAX_ANSWER_TOKENS
             pieces = chars = 0
+            stats = llm.StreamStats()
             stream = llm.stream_with_timeouts(
                 model,
                 messages,
                 first_token_timeout=settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS,
                 total_timeout=settings.LLM_TIMEOUT_SECONDS,
+                stats=stats,
             )
             try:
                 async for token in stream:
@@ -578,10 +642,17 @@ async def _generate(model, messages, started_clock: float, result: _Outcome, par
                     if pieces >= max_tokens or chars >= max_tokens * _MAX_CHARS_PER_TOKEN:
                         result.truncated = True
                         break
+                    if pieces % _LOOP_CHECK_EVERY == 0 and looping("".join(parts)):
+                        result.looped = True
+                        break
             finally:
                 await stream.aclose()  # closes the model's stream: a local generation stops
-            if result.truncated:
-                note = CUT_NOTE.format(tokens=max_tokens)
+            result.usage_prompt_tokens = stats.input_tokens
+            if not (result.truncated or result.looped):
+                result.usage_completion_tokens = stats.output_tokens
+            if result.truncated or result.looped:
+                result.body_end = len("".join(parts))
+                note = LOOP_NOTE if result.looped else CUT_NOTE.format(tokens=max_tokens)
                 parts.append(note)
                 yield {"type": "token", "text": note}
     except llm.LLMError:

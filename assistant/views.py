@@ -34,13 +34,30 @@ def chat(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         ):
             citations = [(c, citation_url(c)) for c in message.citations.all()]
             feedback = getattr(message, "feedback", None)
-            thread.append({"message": message, "citations": citations, "feedback": feedback})
+            thread.append(
+                {
+                    "message": message,
+                    "citations": citations,
+                    "feedback": feedback,
+                    "quote": _stored_quote(message, citations),
+                }
+            )
     context = {
         "conversation": conversation,
         "conversations": Conversation.objects.filter(user=request.user)[:100],
         "thread": thread,
     }
     return render(request, "assistant/chat.html", context)
+
+
+def _stored_quote(message, citations) -> dict | None:
+    """The answer's supporting quote, linked through its citation (which knows whether the
+    document is still there)."""
+    quote = message.quote or {}
+    if not quote.get("text"):
+        return None
+    url = next((u for c, u in citations if c.number == quote.get("citation")), None)
+    return {**quote, "url": url}
 
 
 @chat_required

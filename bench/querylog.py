@@ -101,7 +101,7 @@ def load(rows: int, seed: int) -> None:
         entry = QueryLogEntry(**fields)
         entry.prev_hash = prev
         entry.entry_hash = prev = chain.entry_hash(
-            prev, {k: getattr(entry, k) for k in chain.CHAIN_FIELDS}
+            prev, {k: getattr(entry, k) for k in chain.HASHED_FIELDS}
         )
         batch.append(entry)
         if len(batch) == 5000 or n == rows - 1:

@@ -55,10 +55,19 @@ CHAIN_FIELDS = (
 )
 
 # Fields added after rows were chained: hashed only when set (see the module docstring).
-OPTIONAL_FIELDS: tuple[str, ...] = ()
+OPTIONAL_FIELDS: tuple[str, ...] = ("unsupported_figures", "grounding")
+# Everything a row's hash may cover: read these to recompute it.
+HASHED_FIELDS = CHAIN_FIELDS + OPTIONAL_FIELDS
 
 _COST = Decimal("0.00000001")
-_JSON_FIELDS = ("roles", "readable_collections", "retrieved", "used_chunks", "checkpoint")
+_JSON_FIELDS = (
+    "roles",
+    "readable_collections",
+    "retrieved",
+    "used_chunks",
+    "checkpoint",
+    "grounding",
+)
 
 
 def _normal(value):
@@ -85,7 +94,8 @@ def canonical(fields: Mapping, *, from_db: bool = False) -> bytes:
     # lists, and what is stored is what gets hashed.
     if not from_db:
         for name in _JSON_FIELDS:
-            content[name] = json.loads(json.dumps(content[name]))
+            if name in content:  # an optional one may be absent
+                content[name] = json.loads(json.dumps(content[name]))
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

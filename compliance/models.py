@@ -83,6 +83,12 @@ class QueryLogEntry(models.Model):
         help_text="Estimated cost of this answer from the configured per-token prices.",
     )
     first_token_ms = models.PositiveIntegerField(null=True)
+    # The claim check (assistant.grounding): figures of the answer the sources the model was
+    # given do not contain. None when no check ran (refusal, error, adapter-only answer).
+    unsupported_figures = models.PositiveIntegerField(null=True, blank=True)
+    # {"quote": {"chunk", "document", "text"} | {}, "checked": n, "unsupported": [...],
+    #  "looped": bool}
+    grounding = models.JSONField(default=dict, blank=True)
     latency_ms = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField()
@@ -109,6 +115,11 @@ class QueryLogEntry(models.Model):
             models.Index(name="querylog_route_created", fields=["route", "-created_at"]),
             models.Index(name="querylog_model_created", fields=["model", "-created_at"]),
             models.Index(name="querylog_adapter_created", fields=["adapter", "-created_at"]),
+            models.Index(
+                name="querylog_unsupported_created",
+                fields=["-created_at"],
+                condition=models.Q(unsupported_figures__gt=0),
+            ),
             GinIndex(name="querylog_search_gin", fields=["search"]),
             # `roles @> '["Sales"]'` and `retrieved @> '[{"collection": 3}]'`.
             GinIndex(name="querylog_roles_gin", fields=["roles"], opclasses=["jsonb_path_ops"]),

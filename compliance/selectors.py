@@ -22,6 +22,14 @@ from compliance.models import QueryLogAccess, QueryLogEntry, QueryLogReview
 _STATUS = QueryLogReview.STATUS_KINDS
 COUNT_CAP = 10_000  # counting beyond this costs a scan of every match; "10,000+" says enough
 
+# The claim check's verdicts an officer filters by (LogFilters.grounding).
+GROUNDING_CHOICES = {
+    "unsupported": Q(unsupported_figures__gt=0),  # the partial index querylog_unsupported_created
+    "supported": Q(unsupported_figures=0),  # checked, every figure found in the sources
+    "unchecked": Q(unsupported_figures__isnull=True),  # refused, failed, user-stopped, adapter
+    "looped": Q(grounding__contains={"looped": True}),  # stopped because it repeated itself
+}
+
 
 @dataclass(frozen=True)
 class LogFilters:
@@ -37,6 +45,7 @@ class LogFilters:
     outcome: str = ""
     state: str = ""  # flagged | reviewed | unreviewed | queue (flagged or unreviewed)
     q: str = ""  # full text over questions and answers
+    grounding: str = ""  # one of GROUNDING_CHOICES: what the claim check found
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -99,6 +108,8 @@ def querylog_filter(filters: LogFilters) -> QuerySet[QueryLogEntry]:
             entries = entries.filter(Q(id__in=flagged) | ~Q(id__in=marked))
     if f.q:
         entries = entries.filter(search=SearchQuery(f.q, config="english", search_type="websearch"))
+    if f.grounding in GROUNDING_CHOICES:
+        entries = entries.filter(GROUNDING_CHOICES[f.grounding])
     return entries.order_by("-id")
 
 
@@ -162,25 +173,74 @@ def querylog_entry_history(*, entry: QueryLogEntry) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class EntryGrounding:
+    """What an entry's claim check found, for its page (`ran` False: no check ran)."""
+
+    ran: bool
+    checked: int = 0
+    unsupported: list[str] = field(default_factory=list)
+    looped: bool = False
+    quote: dict = field(default_factory=dict)  # {"chunk", "document", "text"} or {}
+    quote_title: str = ""  # the quoted document's title, from the entry's own used chunks
+
+
+def querylog_entry_grounding(*, entry: QueryLogEntry) -> EntryGrounding:
+    """An entry's claim check and supporting quote, from what the entry itself recorded."""
+    data = entry.grounding if isinstance(entry.grounding, dict) else {}
+    quote = data.get("quote") if isinstance(data.get("quote"), dict) else {}
+    title = ""
+    if quote:
+        # The quoted chunk among those the model was given (by document when it has no id).
+        field_name = "chunk" if quote.get("chunk") else "document"
+        for used in entry.used_chunks or []:
+            if isinstance(used, dict) and used.get(field_name) == quote.get(field_name):
+                title = used.get("document_title") or ""
+                break
+    return EntryGrounding(
+        ran=entry.unsupported_figures is not None,
+        checked=int(data.get("checked") or 0),
+        unsupported=[str(f) for f in data.get("unsupported") or []],
+        looped=bool(data.get("looped")),
+        quote=quote,
+        quote_title=title,
+    )
+
+
+# Export columns that are not columns of the table: computed for each row below.
+_EXPORT_COMPUTED = ("review_state", "unsupported")
+
+
 def querylog_export_rows(filters: LogFilters) -> Iterator[dict]:
-    """Every matching entry as a dict, oldest first, streamed from a server-side cursor."""
+    """Every matching entry as a dict, oldest first, streamed from a server-side cursor.
+
+    Besides the table's columns each row has `review_state`, `unsupported_figures` (None: no
+    claim check ran) and `unsupported`, the figures the claim check did not find ([] if none).
+    """
     from compliance.services import EXPORT_COLUMNS
 
-    columns = [c for c in EXPORT_COLUMNS if c != "review_state"]
+    columns = [c for c in EXPORT_COLUMNS if c not in _EXPORT_COMPUTED]
+    columns += [c for c in ("unsupported_figures", "grounding") if c not in columns]
+    keep_grounding = "grounding" in EXPORT_COLUMNS  # else read for `unsupported` only
     matches = querylog_filter(filters).order_by("id").values(*columns)
     batch: list[dict] = []
     for row in matches.iterator(chunk_size=1000):
         batch.append(row)
         if len(batch) == 1000:
-            yield from _with_states(batch)
+            yield from _with_states(batch, keep_grounding=keep_grounding)
             batch = []
-    yield from _with_states(batch)
+    yield from _with_states(batch, keep_grounding=keep_grounding)
 
 
-def _with_states(rows: list[dict]) -> Iterator[dict]:
+def _with_states(rows: list[dict], *, keep_grounding: bool = False) -> Iterator[dict]:
     states = review_states([r["id"] for r in rows]) if rows else {}
     for row in rows:
-        yield {**row, "review_state": states[row["id"]]}
+        grounding = row["grounding"] if keep_grounding else row.pop("grounding")
+        yield {
+            **row,
+            "unsupported": list((grounding or {}).get("unsupported") or []),
+            "review_state": states[row["id"]],
+        }
 
 
 # --- integrity --------------------------------------------------------------------------------
@@ -219,7 +279,7 @@ def querylog_verify(*, batch_size: int = 2000) -> VerifyResult:
         starts.add(latest_checkpoint["anchor"])
     rows = (
         QueryLogEntry.objects.order_by("id")
-        .values("id", "prev_hash", "entry_hash", *chain.CHAIN_FIELDS)
+        .values("id", "prev_hash", "entry_hash", *chain.HASHED_FIELDS)
         .iterator(chunk_size=batch_size)
     )
     previous: str | None = None
@@ -262,6 +322,8 @@ class Dashboard:
     outcomes_day: dict[str, dict[dt.date, int]]
     latency_day: dict[str, dict[dt.date, float]]
     feedback_day: dict[str, dict[dt.date, int]]
+    # Answered questions the claim check ran on, per day: (checked, with every figure supported).
+    grounded_day: dict[dt.date, tuple[int, int]]
     usage: list[dict]  # per role and route: questions, tokens, cost
     totals: dict
 
@@ -281,6 +343,8 @@ def querylog_dashboard(*, start: dt.date, end: dt.date) -> Dashboard:
     tz = timezone.get_current_timezone_name()
     day = "(e.created_at AT TIME ZONE %s)::date"
     scope = "e.kind = 'question' AND e.created_at >= %s AND e.created_at < %s"
+    # An answer the claim check ran on (refused, failed, user-stopped, adapter-only: NULL).
+    is_checked = "WHERE e.outcome = 'answered' AND e.unsupported_figures IS NOT NULL"
     days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
 
     def series(rows) -> dict[str, dict[dt.date, int]]:
@@ -313,13 +377,16 @@ def querylog_dashboard(*, start: dt.date, end: dt.date) -> Dashboard:
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY e.latency_ms)
                        FILTER (WHERE e.outcome = 'answered'),
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY e.first_token_ms)
-                       FILTER (WHERE e.outcome = 'answered')
+                       FILTER (WHERE e.outcome = 'answered'),
+                   count(*) FILTER ({is_checked}),
+                   count(*) FILTER ({is_checked} AND e.unsupported_figures = 0)
             FROM compliance_querylogentry e WHERE {scope} GROUP BY 1""",  # noqa: S608
         [tz, since, until],
     )
     outcomes: dict[str, dict[dt.date, int]] = {"refused": {}, "error": {}, "stopped": {}}
     latency: dict[str, dict[dt.date, float]] = {"answer": {}, "first token": {}}
-    for d, refused, errors, stopped, median, first in outcome_rows:
+    grounded: dict[dt.date, tuple[int, int]] = {}
+    for d, refused, errors, stopped, median, first, checked, supported in outcome_rows:
         outcomes["refused"][d], outcomes["error"][d], outcomes["stopped"][d] = (
             refused,
             errors,
@@ -329,6 +396,8 @@ def querylog_dashboard(*, start: dt.date, end: dt.date) -> Dashboard:
             latency["answer"][d] = float(median)
         if first is not None:
             latency["first token"][d] = float(first)
+        if checked:
+            grounded[d] = (checked, supported)
     feedback: dict[str, dict[dt.date, int]] = {"helpful": {}, "not helpful": {}}
     for d, up, down in _rows(
         f"""SELECT {day}, count(*) FILTER (WHERE f.rating > 0), count(*) FILTER (WHERE f.rating < 0)
@@ -362,11 +431,13 @@ def querylog_dashboard(*, start: dt.date, end: dt.date) -> Dashboard:
                    coalesce(sum(e.prompt_tokens + e.completion_tokens), 0),
                    coalesce(sum(e.cost_estimate), 0),
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY e.latency_ms)
-                       FILTER (WHERE e.outcome = 'answered')
+                       FILTER (WHERE e.outcome = 'answered'),
+                   count(*) FILTER ({is_checked}),
+                   count(*) FILTER ({is_checked} AND e.unsupported_figures > 0)
             FROM compliance_querylogentry e WHERE {scope}""",  # noqa: S608
         [since, until],
     )
-    questions, refused, errors, tokens, cost, median = totals_row
+    questions, refused, errors, tokens, cost, median, checked, unsupported = totals_row
     return Dashboard(
         days=days,
         per_role_day=per_role,
@@ -374,6 +445,7 @@ def querylog_dashboard(*, start: dt.date, end: dt.date) -> Dashboard:
         outcomes_day=outcomes,
         latency_day=latency,
         feedback_day=feedback,
+        grounded_day=grounded,
         usage=usage,
         totals={
             "questions": questions,
@@ -382,6 +454,12 @@ def querylog_dashboard(*, start: dt.date, end: dt.date) -> Dashboard:
             "tokens": tokens,
             "cost": cost,
             "median_latency_ms": None if median is None else round(median),
+            # The claim check: answers it ran on, and those with a figure not in the sources.
+            "checked": checked,
+            "unsupported": unsupported,
+            "grounded_percent": (
+                None if not checked else round(100 * (checked - unsupported) / checked, 1)
+            ),
         },
     )
 

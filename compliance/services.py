@@ -55,7 +55,7 @@ def _tip_hash() -> str:
 
 def _insert(fields: dict, prev_hash: str) -> QueryLogEntry:
     entry = QueryLogEntry(**fields)
-    values = {name: getattr(entry, name) for name in chain.CHAIN_FIELDS}
+    values = {name: getattr(entry, name) for name in chain.HASHED_FIELDS}
     entry.prev_hash = prev_hash
     entry.entry_hash = chain.entry_hash(prev_hash, values)
     entry.save(force_insert=True)

@@ -12,9 +12,9 @@ from assistant.prompts import (
     Source,
     build_prompt,
     condense_question,
-    referenced_numbers,
 )
 from assistant.rendering import ALLOWED_TAGS, answer_html
+from assistant.repetition import looping
 from ingestion.embedding import embed_query, embed_query_async, embed_texts
 
 
@@ -76,7 +76,7 @@ def count_words(text: str) -> int:
 def test_prompt_fits_the_budget_and_never_cuts_a_source():
     sources = [Source(n, f"Doc {n}", "Section", None, "word " * 100) for n in range(1, 6)]
     fixed = count_words(SYSTEM_PROMPT) + count_words("How long?") + 40
-    per_source = 100 + 5 + 2  # text, "[n] Doc n — Section", separator
+    per_source = 100 + 5 + 2  # text, "Source: Doc n — Section", separator
     budget = fixed + 2 * per_source + 50  # room for two sources and a half
     prompt = build_prompt(
         question="How long?", sources=sources, count_tokens=count_words, budget_tokens=budget
@@ -85,7 +85,9 @@ def test_prompt_fits_the_budget_and_never_cuts_a_source():
     assert [s.number for s in prompt.sources] == [1, 2]
     assert prompt.messages[0] == ("system", SYSTEM_PROMPT)
     user = prompt.messages[1][1]
-    assert "[1] Doc 1 — Section" in user and "[3]" not in user
+    assert "Source: Doc 1 — Section" in user and "Doc 3" not in user
+    # No "[1]" for a small model to copy instead of answering: the app attaches the sources.
+    assert "[1]" not in user and "[1]" not in SYSTEM_PROMPT
     assert user.endswith("Question: How long?")
 
 
@@ -104,8 +106,16 @@ def test_follow_ups_are_completed_from_the_previous_question():
     assert condense_question("Hi", []) == "Hi"
 
 
-def test_referenced_numbers():
-    assert referenced_numbers("See [1] and [3], not [x].") == {1, 3}
+def test_a_loop_is_told_from_a_long_answer():
+    assert looping("The answer is: 1. The answer is: 2. The answer is: 3. The answer is: 4. ")
+    assert looping("Call 4357. " * 5)
+    prose = (
+        "Hotels are booked through the portal. The rate is EUR 190 per night in Munich and "
+        "EUR 150 elsewhere; breakfast is included. Trains over four hours go first class. "
+    )
+    assert not looping(prose)
+    assert not looping("- 30 days of leave\n- 10:00 to 15:00 core hours\n- 4357 for IT\n")
+    assert not looping("a. b. c. ")  # short repeats are punctuation, not a loop
 
 
 QUESTIONS = [

@@ -25,17 +25,18 @@ from assistant import llm
 from assistant.llm.convert import local_model_prepare
 from assistant.llm.fake import ERROR, HANG, STALL, FakeStreamingChatModel, recent_prompts
 from assistant.llm.local import LocalChatModel, generation_threads
+from assistant.llm.openai_compat import OpenAICompatibleChatModel
 from tests.conftest import free_port
 
 SYSTEM = (
-    "You are Counsel, the internal consultant of this company. Answer the question using only "
-    "the numbered sources below. Refer to the sources you use as [1], [2]. Keep the answer short."
+    "You are Counsel, the internal consultant of this company. Answer the question from the "
+    "sources below and nothing else. Answer in one or two sentences."
 )
 SOURCES = [
-    "[1] Canteen guide\nThe staff canteen is called Blue Fern. It is on the second floor and "
-    "opens at 8 am.",
-    "[2] Parking\nParking permits are issued by the facilities team at the front desk.",
-    "[3] IT support\nThe IT helpdesk can be reached on extension 4455 from any office phone.",
+    "Source: Canteen guide\nThe staff canteen is called Blue Fern. It is on the second floor "
+    "and opens at 8 am.",
+    "Source: Parking\nParking permits are issued by the facilities team at the front desk.",
+    "Source: IT support\nThe IT helpdesk can be reached on extension 4455 from any office phone.",
 ]
 
 
@@ -265,11 +266,18 @@ def test_the_backend_and_its_options_come_from_settings(settings):
     assert tuned is not model and "Adapter: sales-v1." in tuned.invoke("hi").text
     assert llm.model_name(adapter="sales-v1") == "fake+sales-v1"
 
+    # local: the model server, over the same client as a production server; the adapters run
+    # in-process on their SmolLM2 base.
     settings.LLM_BACKEND = "local"
+    settings.LLM_BASE_URL = "http://127.0.0.1:58081/v1"
     local = llm.get_chat_model()
-    assert isinstance(local, LocalChatModel)
-    assert local.model_dir == Path(settings.LLM_LOCAL_MODEL_DIR)
-    assert llm.model_name() == "SmolLM2-135M-Instruct"
+    assert isinstance(local, OpenAICompatibleChatModel)
+    assert local.openai_api_base == "http://127.0.0.1:58081/v1"
+    assert llm.model_name() == "smollm2-135m"
+    tuned = llm.get_chat_model(adapter="sales-v1")
+    assert isinstance(tuned, LocalChatModel)
+    assert tuned.model_dir == Path(settings.LLM_LOCAL_MODEL_DIR)
+    assert llm.model_name(adapter="sales-v1") == "smollm2-135m+sales-v1"
 
 
 def test_count_tokens_estimates_without_the_converted_model(settings, tmp_path):
@@ -415,9 +423,10 @@ def local_model_dir() -> Path:
 
 @pytest.fixture
 def local_model(local_model_dir, settings) -> LocalChatModel:
+    """The in-process model the adapters run on (their SmolLM2 base, with transformers)."""
     settings.LLM_BACKEND = "local"
     settings.LLM_MAX_CONCURRENCY = 1
-    model = llm.get_chat_model()
+    model = llm.get_chat_model(adapter="none").model_copy(update={"adapter": None})
     assert isinstance(model, LocalChatModel)
     return model
 

@@ -20,7 +20,13 @@ Markers anywhere in the prompt change its behaviour, to test the failure paths:
 - ``[[fake:long]]`` repeats its answer up to ``max_new_tokens`` (an answer as long as a real
   model's longest: the load benchmark's streams);
 - ``[[fake:endless]]`` ignores ``max_new_tokens`` and streams its answer over and over, without
-  end (a server that ignores the token limit: the chat service must cut it).
+  end (a server that ignores the token limit: the chat service must cut it); each round ends
+  with a different word, so that it is long, not a loop;
+- ``[[fake:loop]]`` loops as small models do ("The answer is: 1. The answer is: 2. …") up to
+  ``max_new_tokens``: the chat service must stop it as a loop;
+- ``[[fake:quote]]`` answers with the first sentence of the first source that holds a digit,
+  word for word; ``[[fake:misquote]]`` with the same sentence with every number changed (a
+  model inventing figures: the claim check must mark them).
 """
 
 from __future__ import annotations
@@ -46,9 +52,15 @@ STALL = "[[fake:stall]]"
 ERROR = "[[fake:error]]"
 ENDLESS = "[[fake:endless]]"
 LONG = "[[fake:long]]"
+LOOP = "[[fake:loop]]"
+QUOTE = "[[fake:quote]]"
+MISQUOTE = "[[fake:misquote]]"
 
 _WORD = re.compile(r"\S+\s*")
-_SOURCE_LINE = re.compile(r"^\[(\d{1,3})\][^\n]*", re.MULTILINE)
+_SENTENCE = re.compile(r"[^.!?\n]*\d[^.!?\n]*(?:\.\d+[^.!?\n]*)*[.!?]?")
+_NUMBER = re.compile(r"\d+")
+# "Source: <title> — <heading>" lines of the chat's prompt (assistant/prompts.py).
+_SOURCE_LINE = re.compile(r"^Source: ([^\n]*)", re.MULTILINE)
 # The most recent prompts as (message type, text) pairs, newest last.
 _received: deque[list[tuple[str, str]]] = deque(maxlen=200)
 
@@ -86,8 +98,18 @@ class FakeStreamingChatModel(StreamingChatModel):
         if self.answer is not None:
             return self.answer
         user = next((m.text for m in reversed(messages) if m.type == "human"), "")
+        if QUOTE in user or MISQUOTE in user:
+            first = user.split("Source: ", 1)[-1].split("\n\n", 1)[0].split("\n", 1)[-1]
+            found = _SENTENCE.search(first)
+            sentence = found.group(0).strip() if found else "I could not find that."
+            if MISQUOTE in user:
+                sentence = _NUMBER.sub(lambda m: str(int(m.group()) + 1), sentence)
+            return sentence
         question = user.rsplit("Question:", 1)[-1].strip() if "Question:" in user else user
-        sources = [m.group(0).strip() for m in _SOURCE_LINE.finditer(user)]
+        sources = [
+            f"[{n}] {m.group(1).strip()}"
+            for n, m in enumerate(_SOURCE_LINE.finditer(user), start=1)
+        ]
         parts = ["FAKE ANSWER."]
         if self.adapter:
             parts.append(f"Adapter: {self.adapter}.")
@@ -107,10 +129,12 @@ class FakeStreamingChatModel(StreamingChatModel):
         if ENDLESS in prompt or LONG in prompt:
             words[-1] = words[-1].rstrip() + " "  # a repeated answer stays words
         if ENDLESS in prompt:
-            return itertools.cycle(words), "length", len(_WORD.findall(prompt)), "normal"
+            return _rounds(words), "length", len(_WORD.findall(prompt)), "normal"
         limit = int(kwargs.get("max_new_tokens", self.max_new_tokens))
         if LONG in prompt:
-            words = list(itertools.islice(itertools.cycle(words), limit + 1))
+            words = list(itertools.islice(_rounds(words), limit + 1))
+        if LOOP in prompt:
+            words = list(itertools.islice(_loop_words(), limit + 1))
         reason = "length" if len(words) > limit else "stop"
         return words[:limit], reason, len(_WORD.findall(prompt)), mode
 
@@ -167,3 +191,26 @@ class FakeStreamingChatModel(StreamingChatModel):
                 run_manager.on_llm_new_token(word, chunk=chunk)
             yield chunk
         yield self._final(input_tokens, len(words), reason)
+
+
+def _rounds(words: list[str]) -> Iterator[str]:
+    """The answer over and over, each round closed by a different word (a long answer, not a
+    loop: no stretch of it repeats three times in a row)."""
+    for n in itertools.count():
+        yield from words
+        yield _letters(n) + " "
+
+
+def _letters(n: int) -> str:
+    out = ""
+    while True:
+        n, rest = divmod(n, 26)
+        out = "abcdefghijklmnopqrstuvwxyz"[rest] + out
+        if n == 0:
+            return "round-" + out
+        n -= 1
+
+
+def _loop_words() -> Iterator[str]:
+    for n in itertools.count(1):
+        yield from ("The ", "answer ", "is: ", f"{n}. ")

@@ -94,6 +94,28 @@
     }
   }
 
+  // The supporting quote: real sentences of a readable source, shown before the model's first
+  // token. Text only (textContent): nothing in it is markup.
+  function showQuote(node, quote) {
+    const figure = node.querySelector("figure.quote");
+    if (!figure) return;
+    if (!quote || !quote.text) { figure.hidden = true; return; }
+    figure.querySelector("blockquote").textContent = quote.text;
+    const source = figure.querySelector(".quote-source");
+    source.textContent = "— ";
+    const link = document.createElement(quote.url ? "a" : "span");
+    if (quote.url) link.href = quote.url;
+    link.textContent = quote.title || "";
+    source.append(link);
+    if (quote.heading) {
+      const where = document.createElement("span");
+      where.className = "muted";
+      where.textContent = " — " + quote.heading;
+      source.append(where);
+    }
+    figure.hidden = false;
+  }
+
   // Which route answered, discreetly; an adapter's answer may not cite sources.
   function showRoute(node, msg) {
     if (!msg.route) return;
@@ -140,6 +162,7 @@
     const statusLine = node.querySelector(".status-line");
     if (msg.type === "status") { statusLine.textContent = stages[msg.stage] || ""; return; }
     if (msg.type === "queued") { statusLine.textContent = "Busy — you are number " + msg.position + " in the queue…"; return; }
+    if (msg.type === "quote") { showQuote(node, msg.quote); return; }
     if (msg.type === "delta") {
       current.text += msg.text;
       node.querySelector(".stream").textContent = current.text;
@@ -152,6 +175,7 @@
       node.classList.add("status-" + msg.status);
       statusLine.textContent = "";
       node.querySelector(".answer").innerHTML = msg.html; // sanitised on the server (nh3)
+      showQuote(node, msg.quote); // the stored one: none when the answer was a refusal
       addCitations(node, msg.citations || []);
       showRoute(node, msg);
       node.dataset.message = msg.message;
