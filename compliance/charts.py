@@ -16,7 +16,8 @@ from django.utils.safestring import SafeString, mark_safe
 
 PALETTE = ("#2563eb", "#059669", "#d97706", "#dc2626", "#7c3aed", "#0891b2", "#db2777", "#65a30d")
 W, H = 460, 220
-LEFT, RIGHT, TOP, BOTTOM = 40, 8, 16, 26
+LEFT, RIGHT, TOP, BOTTOM = 40, 8, 16, 26  # LEFT: the least room for the value axis's labels
+CHAR_W, TICK_GAP = 7.5, 6  # a 12px tick's widest character (a digit); label to plot gap
 _ids = itertools.count(1)
 
 
@@ -56,24 +57,35 @@ def _frame(title: str, desc: str, body: list[str], legend: list[tuple[str, str]]
     return mark_safe(svg + legend_list)  # noqa: S308 - every text inside is escaped above
 
 
-def _axes(top: float, days: list[dt.date], unit: str) -> list[str]:
+def _ticks(top: float) -> list[str]:
+    """The value axis's five labels, bottom to top."""
+    return [_fmt(top * i / 4) for i in range(5)]
+
+
+def _left(top: float) -> float:
+    """Where the plot starts: room for the longest value label ("10,000" needs more than "40")."""
+    longest = max(len(label) for label in _ticks(top))
+    return max(LEFT, math.ceil(longest * CHAR_W + TICK_GAP + 2))
+
+
+def _axes(top: float, days: list[dt.date], unit: str, left: float = LEFT) -> list[str]:
     body = []
     plot_h = H - TOP - BOTTOM
-    for i in range(5):
-        value = top * i / 4
+    for i, label in enumerate(_ticks(top)):
         y = TOP + plot_h - plot_h * i / 4
         body.append(
-            f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
-            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
-            f"{escape(_fmt(value))}</text>"
+            f'<line x1="{left}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+            f'<text x="{left - TICK_GAP}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
+            f"{escape(label)}</text>"
         )
     if unit:
-        body.append(f'<text x="{LEFT + 4}" y="{TOP - 5}" class="tick">{escape(unit)}</text>')
+        body.append(f'<text x="{left + 4}" y="{TOP - 5}" class="tick">{escape(unit)}</text>')
     step = max(1, math.ceil(len(days) / 10))
-    slot = (W - LEFT - RIGHT) / max(len(days), 1)
+    slot = (W - left - RIGHT) / max(len(days), 1)
     for i, day in enumerate(days):
         if i % step == 0:
-            x = LEFT + slot * (i + 0.5)
+            # Centred under its day, but never past the right edge (the last of 28 days).
+            x = min(left + slot * (i + 0.5), W - 2.5 * CHAR_W)
             body.append(
                 f'<text x="{x:.1f}" y="{H - 8}" text-anchor="middle" class="tick">'
                 f"{day:%m-%d}</text>"
@@ -91,9 +103,10 @@ def stacked_bars(
     """Bars per day, stacked by series (roles, routes)."""
     totals = [sum(s.get(d, 0) for s in series.values()) for d in days]
     top = _nice_max(max(totals, default=0))
+    left = _left(top)
     plot_h = H - TOP - BOTTOM
-    slot = (W - LEFT - RIGHT) / max(len(days), 1)
-    body = _axes(top, days, unit)
+    slot = (W - left - RIGHT) / max(len(days), 1)
+    body = _axes(top, days, unit, left)
     legend = []
     colors = dict(zip(series, itertools.cycle(PALETTE), strict=False)) | (colors or {})
     base = [0.0] * len(days)
@@ -106,7 +119,7 @@ def stacked_bars(
             h = plot_h * value / top
             y = TOP + plot_h - plot_h * base[i] / top - h
             body.append(
-                f'<rect x="{LEFT + slot * i + slot * 0.15:.1f}" y="{y:.1f}" '
+                f'<rect x="{left + slot * i + slot * 0.15:.1f}" y="{y:.1f}" '
                 f'width="{slot * 0.7:.1f}" height="{h:.1f}" fill="{colors[name]}">'
                 f"<title>{day:%Y-%m-%d} {escape(name)}: {escape(_fmt(value))}</title></rect>"
             )
@@ -123,9 +136,10 @@ def lines(
 ) -> SafeString:
     """One line per series, with a dot per day that has a value."""
     top = _nice_max(max((v for s in series.values() for v in s.values()), default=0))
+    left = _left(top)
     plot_h = H - TOP - BOTTOM
-    slot = (W - LEFT - RIGHT) / max(len(days), 1)
-    body = _axes(top, days, unit)
+    slot = (W - left - RIGHT) / max(len(days), 1)
+    body = _axes(top, days, unit, left)
     legend = []
     for (name, values), color in zip(series.items(), itertools.cycle(PALETTE), strict=False):
         legend.append((name, color))
@@ -133,7 +147,7 @@ def lines(
         for i, day in enumerate(days):
             if day not in values:
                 continue
-            x, y = LEFT + slot * (i + 0.5), TOP + plot_h - plot_h * values[day] / top
+            x, y = left + slot * (i + 0.5), TOP + plot_h - plot_h * values[day] / top
             points.append(f"{x:.1f},{y:.1f}")
             body.append(
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}">'
@@ -152,6 +166,51 @@ def lines(
         if v
     )
     return _frame(title, f"{summary or 'Nothing recorded'}.", body, legend)
+
+
+def share(
+    title: str,
+    days: list[dt.date],
+    counts: dict[dt.date, tuple[int, int]],
+    label: str,
+    color: str = PALETTE[1],
+) -> SafeString:
+    """One line of a daily share in percent, on a fixed 0-100 % axis.
+
+    `counts` maps a day to (of how many, how many): the dot's tooltip says both; a day with none
+    has no dot.
+    """
+    top = 100.0
+    left = _left(top)
+    plot_h = H - TOP - BOTTOM
+    slot = (W - left - RIGHT) / max(len(days), 1)
+    body = _axes(top, days, "%", left)
+    points, dots = [], []
+    for i, day in enumerate(days):
+        total, part = counts.get(day, (0, 0))
+        if not total:
+            continue
+        percent = 100 * part / total
+        x, y = left + slot * (i + 0.5), TOP + plot_h - plot_h * percent / top
+        points.append(f"{x:.1f},{y:.1f}")
+        dots.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}">'
+            f"<title>{day:%Y-%m-%d} {escape(label)}: {percent:.1f} % "
+            f"({part:,} of {total:,})</title></circle>"
+        )
+    if len(points) > 1:
+        body.append(
+            f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{" ".join(points)}"/>'
+        )
+    body += dots
+    total = sum(t for t, _ in counts.values())
+    part = sum(p for _, p in counts.values())
+    desc = (
+        f"Over {len(days)} days: {label} {100 * part / total:.1f} % ({part:,} of {total:,})."
+        if total
+        else "Nothing recorded."
+    )
+    return _frame(title, desc, body, [(label, color)])
 
 
 def hbars(

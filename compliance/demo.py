@@ -2,9 +2,12 @@
 
 Three weeks of questions from the demo manifest, asked by the demo employees whose roles may read
 the answer (and a few who may not, which are refused), on both routes, with token counts,
-latencies, some errors and some thumbs up or down. Every entry goes through `querylog_append`,
-oldest first, so the chain is as real as the chat's. Idempotent: it writes nothing when the log
-already has entries.
+latencies, some errors and some thumbs up or down. Answers from retrieval get the chat's claim
+check (assistant.grounding, run on the demo answer and its passage): most have every figure in
+the passage, a few carry a sentence with a figure the passage does not hold, one now and then
+was stopped because it repeated itself. Every entry goes through `querylog_append`, oldest
+first, so the chain is as real as the chat's. Idempotent: it writes nothing when the log already
+has entries.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -39,6 +43,17 @@ PROMPT_PRICE = Decimal("0.0000005")  # per prompt token, for the demo's cost est
 COMPLETION_PRICE = Decimal("0.0000015")
 DAYS = 21
 PER_DAY = (6, 14)  # questions per working day
+# What a small model adds that its passage does not say: the claim check finds these figures.
+UNSUPPORTED_SENTENCES = (
+    "Approval takes 5 working days.",
+    "This applies from 1 April 2024.",
+    "The rule is reviewed every 18 months.",
+    "Questions go to extension 4417.",
+    "It was agreed with the works council in 2019.",
+)
+UNSUPPORTED_RATE = (0.10, 0.04)  # share of checked answers with one, and with two such sentences
+LOOPED_RATE = 0.02  # share of checked answers stopped because they repeated themselves
+LOOP_NOTE = "\n\n(The answer was stopped here: it had begun repeating itself.)"
 
 
 def _passage(path: Path, needle: str) -> tuple[str, str, int | None]:
@@ -78,7 +93,40 @@ def _documents(manifest: dict) -> dict[str, dict]:
     return out
 
 
-def _conversation(user, question: str, answer: str, outcome: str, at, rng) -> tuple[int, int, int]:
+def _claim_check(
+    *, question: str, answer: str, document: dict, heading: str, text: str, looped: bool
+) -> tuple[dict, list[tuple[int, int]]]:
+    """The chat's claim check of a demo answer against its passage: the entry's `grounding`
+    (with the supporting quote) and the offsets of the unsupported figures in `answer`."""
+    from assistant import grounding
+
+    figures = grounding.figures_in(answer)
+    unsupported = grounding.figures_unsupported(
+        answer=answer,
+        sources=[f"{document.get('title', '')}\n{heading}\n{text}"],
+        question=question,
+    )
+    payload = {
+        "checked": len(figures),
+        "unsupported": [f.text for f in unsupported],
+        "looped": looped,
+    }
+    quote = grounding.quote_select(question=question, passages=[text])
+    if quote is not None:
+        payload["quote"] = {"chunk": None, "document": document.get("document"), "text": quote.text}
+    return payload, [(f.start, f.end) for f in unsupported]
+
+
+def _conversation(
+    user,
+    question: str,
+    answer: str,
+    outcome: str,
+    at,
+    rng,
+    grounding: dict | None = None,
+    unsupported: Sequence[tuple[int, int]] = (),
+) -> tuple[int, int, int]:
     """The asker's own conversation for a demo entry (their chat history), maybe rated."""
     from assistant.models import Conversation, Feedback, Message
     from assistant.rendering import answer_html
@@ -95,8 +143,10 @@ def _conversation(user, question: str, answer: str, outcome: str, at, rng) -> tu
         conversation=conversation,
         role="assistant",
         content=text,
-        content_html=answer_html(text) if text else "",
+        content_html=answer_html(text, unsupported=unsupported) if text else "",
         status=status,
+        # The claim check as the chat stores it on the message (the quote is not: no chunk).
+        grounding={k: v for k, v in (grounding or {}).items() if k != "quote"},
     )
     Conversation.objects.filter(pk=conversation.pk).update(created_at=at, updated_at=at)
     Message.objects.filter(conversation=conversation).update(created_at=at)
@@ -126,6 +176,8 @@ def demo_history_load(*, seed: int = 7) -> int:
         for name, u in users.items()
     }
     rng = random.Random(seed)  # noqa: S311 - demo data, reproducible on purpose
+    # The claim checks draw from their own sequence, so the entries themselves stay as they were.
+    checks = random.Random(f"{seed}-grounding")  # noqa: S311 - demo data, reproducible on purpose
     now = timezone.now()
     start = (now - dt.timedelta(days=DAYS)).replace(hour=0, minute=0, second=0, microsecond=0)
     moments = []
@@ -187,8 +239,24 @@ def demo_history_load(*, seed: int = 7) -> int:
         else:
             outcome = QueryLogEntry.Outcome.ANSWERED
             answer = f"According to {doc.get('title', 'the policy')}: {q['answer_contains']}."
-            if used:
-                answer += " [1]"
+        grounding, unsupported = {}, []
+        if outcome == QueryLogEntry.Outcome.ANSWERED and used:
+            roll = checks.random()
+            wrong = 2 if roll < UNSUPPORTED_RATE[1] else 1 if roll < sum(UNSUPPORTED_RATE) else 0
+            looped = checks.random() < LOOPED_RATE
+            if looped:  # the same sentence again and again, until the chat stopped it
+                answer = " ".join([answer] * 3)
+            answer = " ".join([answer, *checks.sample(UNSUPPORTED_SENTENCES, wrong), "[1]"])
+            if looped:
+                answer += LOOP_NOTE
+            grounding, unsupported = _claim_check(
+                question=q["question"],
+                answer=answer,
+                document=doc,
+                heading=heading,
+                text=text,
+                looped=looped,
+            )
         if adapter_route:
             route, adapter = "tuned", f"{profile}-v1"
             reason = "Adapter current for the asker's profile; short factual question."
@@ -203,7 +271,7 @@ def demo_history_load(*, seed: int = 7) -> int:
             Decimal("0.00000001")
         )
         conversation, question_id, answer_id = _conversation(
-            user, q["question"], answer, outcome, at, rng
+            user, q["question"], answer, outcome, at, rng, grounding, unsupported
         )
         querylog_append(
             conversation_id=conversation,
@@ -229,6 +297,9 @@ def demo_history_load(*, seed: int = 7) -> int:
             completion_tokens=completion,
             cost_estimate=cost,
             first_token_ms=None if outcome != "answered" else rng.randint(300, 1200),
+            # None: no claim check ran (refusals, errors, answers from the adapter alone).
+            unsupported_figures=len(grounding["unsupported"]) if grounding else None,
+            grounding=grounding,
             latency_ms=latency,
             started_at=at - dt.timedelta(milliseconds=latency),
             finished_at=at,

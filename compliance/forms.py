@@ -14,6 +14,14 @@ STATES = [
     ("unreviewed", "Not reviewed"),
     ("reviewed", "Reviewed"),
 ]
+# What the claim check found (compliance.selectors.GROUNDING_CHOICES).
+GROUNDING = [
+    ("", "Any"),
+    ("unsupported", "Unsupported figures"),
+    ("supported", "Every figure supported"),
+    ("unchecked", "Not checked"),
+    ("looped", "Stopped: repeated itself"),
+]
 
 
 class LogFilterForm(forms.Form):
@@ -40,6 +48,7 @@ class LogFilterForm(forms.Form):
     model = forms.CharField(required=False, max_length=200, label="Model or adapter")
     outcome = forms.ChoiceField(required=False, label="Outcome")
     state = forms.ChoiceField(required=False, label="Review", choices=STATES)
+    grounding = forms.ChoiceField(required=False, label="Grounding", choices=GROUNDING)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

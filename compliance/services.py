@@ -198,6 +198,8 @@ EXPORT_COLUMNS = (
     "first_token_ms",
     "latency_ms",
     "review_state",
+    "unsupported_figures",
+    "unsupported",
     "prev_hash",
     "entry_hash",
 )

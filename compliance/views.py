@@ -88,6 +88,7 @@ def entry_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "entry": entry,
             "form": ReviewForm(),
             "back": request.GET.get("back", ""),
+            "grounding": selectors.querylog_entry_grounding(entry=entry),
             **selectors.querylog_entry_history(entry=entry),
         },
     )
@@ -118,7 +119,12 @@ def entry_review(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "compliance/entry_detail.html",
-        {"entry": entry, "form": form, **selectors.querylog_entry_history(entry=entry)},
+        {
+            "entry": entry,
+            "form": form,
+            "grounding": selectors.querylog_entry_grounding(entry=entry),
+            **selectors.querylog_entry_history(entry=entry),
+        },
         status=400,
     )
 
@@ -267,6 +273,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         for u in data.usage
     ]
     usage_cost = [(f"{u['role']} · {u['route']}", float(u["cost"])) for u in data.usage]
+    grounded_rows = [
+        (day, checked, supported, 100 * supported / checked)
+        for day, (checked, supported) in sorted(data.grounded_day.items())
+    ]
     return render(
         request,
         "compliance/dashboard.html",
@@ -275,6 +285,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "start": start,
             "end": end,
             "data": data,
+            "grounded_rows": grounded_rows,
             "charts": {
                 "roles": charts.stacked_bars(
                     "Questions per day, by role", data.days, data.per_role_day, "questions"
@@ -302,6 +313,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                     data.days,
                     data.feedback_day,
                     colors={"helpful": "#059669", "not helpful": "#dc2626"},
+                ),
+                "grounded": charts.share(
+                    "Groundedness per day: checked answers with every figure in the sources",
+                    data.days,
+                    data.grounded_day,
+                    "every figure supported",
                 ),
                 "tokens": charts.hbars(
                     "Tokens (prompt + completion) per role and route", usage_tokens, "tokens"

@@ -533,7 +533,7 @@ def test_dashboard_aggregates_and_draws_accessible_charts(cast):
     usage = {(u["role"], u["route"]): u for u in data.usage}
     assert usage[("Sales", "rag")]["prompt_tokens"] == 100 + 500
     page = as_user(cast["officer"]).get(reverse("compliance:dashboard")).content.decode()
-    assert page.count('<svg class="chart"') == 7
+    assert page.count('<svg class="chart"') == 8
     assert 'role="img"' in page and "<title" in page and "Questions per day, by role" in page
 
 
