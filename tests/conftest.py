@@ -327,11 +327,13 @@ class ModelServer:
 
 @pytest.fixture(scope="session")
 def model_server(tmp_path_factory):
-    """One real model server for the session (SmolLM2-135M; about a second to start)."""
+    """One real model server for the session: SmolLM2-135M (about a second to start), or the
+    model named by TEST_LLM_MODEL (the README's screenshots use the default model)."""
     from assistant.llm.catalog import MODELS, model_install
 
-    model_install(MODELS["smollm2-135m"], Path(settings.LLM_MODELS_DIR))
-    server = ModelServer(tmp_path_factory.mktemp("llm")).start()
+    model = os.environ.get("TEST_LLM_MODEL") or "smollm2-135m"
+    model_install(MODELS[model], Path(settings.LLM_MODELS_DIR))
+    server = ModelServer(tmp_path_factory.mktemp("llm"), model=model).start()
     try:
         yield server
     finally:

@@ -141,10 +141,38 @@ async def test_the_real_model_server_answers_with_the_quote_first_and_a_checked_
     # Whatever the small model wrote, each of its figures was looked up and the count logged.
     entry = await sync_to_async(QueryLogEntry.objects.get)()
     assert entry.unsupported_figures == len(done["grounding"]["unsupported"])
-    assert entry.model == "smollm2-135m"
+    assert entry.model == local_llm.model
     # The server counted the prompt with the served model's tokenizer.
     assert 50 < entry.prompt_tokens < 600
     marks = done["html"].count('<mark class="unsupported"')
     assert marks == entry.unsupported_figures
     assert await sync_to_async(Citation.objects.filter(referenced=True).count)() >= 1
     await ws.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_passages_that_do_not_answer_get_not_found_instead_of_a_made_up_answer(traveller):
+    ws = await connect(traveller)
+    frames = await ask(ws, "How much may a hotel night in Munich cost? [[fake:unanswerable]]")
+    assert "delta" not in [f["type"] for f in frames]  # the model's answer was never asked for
+    done = frames[-1]
+    assert done["status"] == "refused" and done["quote"] == {}
+    assert "could not find the answer" in done["html"]
+    assert done["citations"]  # what was looked at is still shown
+    entry = await sync_to_async(QueryLogEntry.objects.get)()
+    assert entry.outcome == "refused" and entry.unsupported_figures is None
+    assert "do not answer the question" in entry.route_reason
+    await ws.disconnect()
+
+
+def test_the_yes_no_check_is_the_prompt_plus_one_question():
+    from assistant.llm.fake import ANSWERABLE_QUESTION as FAKE_QUESTION
+    from assistant.prompts import ANSWERABLE_QUESTION, answerable_messages, says_no
+
+    assert FAKE_QUESTION == ANSWERABLE_QUESTION  # the fake knows the chat's question
+    messages = [("system", "S"), ("user", "Sources: ...\n\nQuestion: Q?")]
+    checked = answerable_messages(messages)
+    assert checked[0] == messages[0]
+    assert checked[1][1].startswith(messages[1][1]) and checked[1][1].endswith(ANSWERABLE_QUESTION)
+    assert says_no("No") and says_no(" no.") and says_no('"No, they do not"')
+    assert not says_no("Yes") and not says_no("Nobody knows") and not says_no("")

@@ -52,7 +52,7 @@ async def test_the_chat_model_streams_from_the_local_server_with_its_usage(local
     assert stats.input_tokens and stats.input_tokens > 20
     assert stats.output_tokens == len(pieces) or stats.output_tokens >= len(pieces) - 1
     assert stats.finish_reason in ("stop", "length")
-    assert llm.model_name() == "smollm2-135m"
+    assert llm.model_name() == local_llm.model
 
 
 @pytest.mark.asyncio

@@ -26,7 +26,9 @@ Markers anywhere in the prompt change its behaviour, to test the failure paths:
   ``max_new_tokens``: the chat service must stop it as a loop;
 - ``[[fake:quote]]`` answers with the first sentence of the first source that holds a digit,
   word for word; ``[[fake:misquote]]`` with the same sentence with every number changed (a
-  model inventing figures: the claim check must mark them).
+  model inventing figures: the claim check must mark them);
+- ``[[fake:unanswerable]]`` answers "No" to the chat's question whether its passages answer the
+  question (it answers "Yes" otherwise).
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ LONG = "[[fake:long]]"
 LOOP = "[[fake:loop]]"
 QUOTE = "[[fake:quote]]"
 MISQUOTE = "[[fake:misquote]]"
+UNANSWERABLE = "[[fake:unanswerable]]"
+# The chat's yes/no question before an answer (kept here as text: this module must not import
+# the chat's modules).
+ANSWERABLE_QUESTION = "Do the sources above answer the question? Reply with yes or no only."
 
 _WORD = re.compile(r"\S+\s*")
 _SENTENCE = re.compile(r"[^.!?\n]*\d[^.!?\n]*(?:\.\d+[^.!?\n]*)*[.!?]?")
@@ -98,6 +104,9 @@ class FakeStreamingChatModel(StreamingChatModel):
         if self.answer is not None:
             return self.answer
         user = next((m.text for m in reversed(messages) if m.type == "human"), "")
+        if user.rstrip().endswith(ANSWERABLE_QUESTION):
+            # The chat's yes/no check before answering (assistant.prompts.answerable_messages).
+            return "No" if UNANSWERABLE in user else "Yes"
         if QUOTE in user or MISQUOTE in user:
             first = user.split("Source: ", 1)[-1].split("\n\n", 1)[0].split("\n", 1)[-1]
             found = _SENTENCE.search(first)

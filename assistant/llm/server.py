@@ -6,8 +6,9 @@
 ``scripts/services`` starts it like PostgreSQL and Redis (pid file, log and state under
 ``var/llm/``), and the web process and workers talk to it over the same OpenAI-compatible
 client as to vLLM in production (assistant.llm.openai_compat): the web process holds no model
-weights. It listens on 127.0.0.1 only and requires an API key: ``LLM_API_KEY``, or a random one
-written to ``var/llm/api-key`` (mode 0600) on first start and read by the app.
+weights. It listens on 127.0.0.1 (``LLM_SERVER_HOST``) and requires an API key:
+``LLM_API_KEY``, or a random one written to ``var/llm/api-key`` (mode 0600) on first start and
+read by the app.
 
 Settings are Django's (``LLM_*``, read through config/env.py and .env); flags override them
 for tests and benchmarks, which start servers of their own on free ports.
@@ -68,6 +69,7 @@ def describe(args: argparse.Namespace) -> dict:
         "backend": settings.LLM_BACKEND,
         "model": args.model or settings.LLM_MODEL,
         "port": settings.LLM_SERVER_PORT if args.port is None else args.port,
+        "host": settings.LLM_SERVER_HOST,
         "threads": args.threads or settings.LLM_SERVER_THREADS or default_threads(),
         "parallel": args.parallel or settings.LLM_SERVER_PARALLEL,
         "context": settings.LLM_SERVER_CONTEXT,
@@ -95,7 +97,7 @@ def serve(args: argparse.Namespace) -> int:
     params = xlc.CommonParams()
     params.model.path = str(path)
     params.model_alias = model.key
-    params.hostnames = ["127.0.0.1"]
+    params.hostnames = [config["host"]]
     params.port = config["port"]
     params.api_keys = [key]
     params.n_parallel = config["parallel"]

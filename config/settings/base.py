@@ -301,12 +301,17 @@ CHAT_RATE_PER_MINUTE = env_int("CHAT_RATE_PER_MINUTE", 12, minimum=1)
 # Token budget of the whole prompt (system message, sources, question) for the chat model. Short
 # on purpose: on 2 CPU cores the default model reads about 57 prompt tokens a second, and the
 # system message comes from the server's prompt cache (docs/models.md).
-CHAT_CONTEXT_TOKENS = env_int("CHAT_CONTEXT_TOKENS", 480, minimum=160)
+CHAT_CONTEXT_TOKENS = env_int("CHAT_CONTEXT_TOKENS", 640, minimum=160)
 # Readable passages considered (the quote is chosen among them) ...
 CHAT_MAX_SOURCES = env_int("CHAT_MAX_SOURCES", 4, minimum=1, maximum=10)
-# ... of which the best few go to the model, each cut to whole sentences around its best one.
-CHAT_PROMPT_SOURCES = env_int("CHAT_PROMPT_SOURCES", 3, minimum=1, maximum=10)
-CHAT_EXCERPT_CHARS = env_int("CHAT_EXCERPT_CHARS", 480, minimum=80)
+# ... of which the best few go to the model (the quote's first), each cut to whole sentences
+# around its best one when longer than CHAT_EXCERPT_CHARS. Two whole passages answered better
+# than three excerpts of 480 characters at the same prompt length (docs/benchmarks.md, "Answers").
+CHAT_PROMPT_SOURCES = env_int("CHAT_PROMPT_SOURCES", 2, minimum=1, maximum=10)
+CHAT_EXCERPT_CHARS = env_int("CHAT_EXCERPT_CHARS", 1200, minimum=80)
+# Before answering, the model is asked (one token, same prompt) whether its passages answer the
+# question at all; a no is a plain "not found" instead of an answer made up from nearby text.
+CHAT_ANSWERABLE_CHECK = env_bool("CHAT_ANSWERABLE_CHECK", True)
 # Below this cosine similarity (and with no keyword match) a chunk is not worth a prompt.
 CHAT_MIN_SIMILARITY = env_float("CHAT_MIN_SIMILARITY", 0.25, minimum=0.0)
 CHAT_HISTORY_TURNS = env_int("CHAT_HISTORY_TURNS", 3, minimum=0)
@@ -387,6 +392,9 @@ if LLM_BACKEND == "local" and LLM_MODEL not in LOCAL_MODELS:
 # The local model server: loopback port, llama.cpp threads (0: every core this process may use)
 # and parallel slots (answers decoded together; more queue in the chat with their position).
 LLM_SERVER_PORT = env_int("LLM_SERVER_PORT", 58081, minimum=0, maximum=65535)
+# Where it listens: loopback on one machine; a container's address in docker-compose, where the
+# web and worker containers reach it over the compose network (with the API key).
+LLM_SERVER_HOST = env_str("LLM_SERVER_HOST", "127.0.0.1")
 LLM_SERVER_THREADS = env_int("LLM_SERVER_THREADS", 0, minimum=0)
 LLM_SERVER_PARALLEL = env_int("LLM_SERVER_PARALLEL", 2, minimum=1, maximum=16)
 LLM_SERVER_CONTEXT = env_int("LLM_SERVER_CONTEXT", 2048, minimum=512)  # tokens per slot
