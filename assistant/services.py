@@ -662,13 +662,24 @@ async def _generate(
             result.mark("admitted", started_clock)
             yield {"type": "status", "stage": "answering"}
             if precheck is not None:
-                async with asyncio.timeout(settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS):
-                    try:
-                        reply = await model.ainvoke(precheck, max_tokens=2, temperature=0)
-                    except TimeoutError:
-                        raise llm.LLMTimeout(detail="no reply to the answerable check") from None
+                # Streamed and cut after its first word: a server that ignores max_tokens (or
+                # hangs) costs no more than the answer's own first-token deadline.
+                reply = ""
+                check = llm.stream_with_timeouts(
+                    model.bind(max_tokens=2, temperature=0),
+                    precheck,
+                    first_token_timeout=settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS,
+                    total_timeout=settings.LLM_TIMEOUT_SECONDS,
+                )
+                try:
+                    async for piece in check:
+                        reply += piece
+                        if reply.strip():
+                            break
+                finally:
+                    await check.aclose()
                 result.mark("checked", started_clock)
-                if says_no(reply.text):
+                if says_no(reply):
                     result.unanswerable = True
                     await llm.breaker_success(admission)
                     return

@@ -15,8 +15,8 @@ the final HTML, citations, error messages) and the query-log entry:
    planted links deterministically reach the answer: the worst case for the renderer.
 2. Direct attacks (role-play, "ignore previous instructions", base64 and rot13, asking for the
    system prompt or other collections' document titles) from demo users against the real
-   retrieval over the demo company and the real embedded model (SmolLM2), with the real prompt
-   captured through LangChain's run collector.
+   retrieval over the demo company and the real local model server (SmolLM2 in the tests), with
+   the real prompt captured through LangChain's run collector.
 """
 
 from __future__ import annotations
@@ -190,8 +190,7 @@ def _run_captured(user: User, question: str) -> tuple[list[dict], str]:
 
 
 @pytest.mark.timeout(1200)
-def test_direct_attacks_on_the_embedded_model_reveal_nothing_foreign(settings):
-    settings.LLM_BACKEND = "local"
+def test_direct_attacks_on_the_embedded_model_reveal_nothing_foreign(settings, local_llm):
     settings.LLM_MAX_CONCURRENCY = 1
     settings.LLM_MAX_NEW_TOKENS = 48  # enough to leak a title or a number; keeps the test short
     settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS = 60.0

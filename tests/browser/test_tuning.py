@@ -57,9 +57,10 @@ def ask(page: Page, question: str):
 
 @pytest.mark.timeout(2400)
 def test_admin_trains_activates_an_adapter_employee_is_routed_to_it_until_a_document_changes(
-    celery_worker, live_asgi, page: Page, settings
+    celery_worker, live_asgi, page: Page, settings, local_llm
 ):
-    settings.LLM_BACKEND = "local"
+    # The adapter runs in-process on its SmolLM2 base; retrieval answers come from the real
+    # local model server (`local_llm`).
     settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS = 90
     settings.LLM_TIMEOUT_SECONDS = 180
     settings.LLM_MAX_NEW_TOKENS = 48
