@@ -587,7 +587,9 @@ def _index_keys(keys: Iterable[str]) -> set[str]:
         elif key.startswith("dm:"):
             index.add("dm0:" + key[3:])
         elif key.startswith("p:"):
-            index.add("n:" + key[2:])  # "a 70/30 split" of "70 % base and 30 % variable"
+            # "a 70/30 split" of "70 % base and 30 % variable": a plain number, never an
+            # amount ("EUR 23.50" is not supported by "23.5%").
+            index.add("np:" + key[2:])
         elif key.startswith("m:"):
             index |= {"y:" + key[2:6], "n:" + key[2:6]}
         elif key.startswith("c:"):
@@ -641,6 +643,8 @@ def _supported(figure: Figure, evidence: Sequence[_Evidence]) -> bool:
             t in _NAME_ALLOWLIST or _stem(t) in known for t in tokens
         )
     keys = set().union(*(e.keys for e in evidence))
+    if figure.kind != "amount":
+        keys |= {"n:" + k[3:] for k in keys if k.startswith("np:")}
     if figure.keys & keys:
         return True
     for key in figure.keys:

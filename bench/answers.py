@@ -171,6 +171,12 @@ def use_server(server: Server) -> None:
     settings.LLM_API_KEY = ""
     settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS = 120.0
     settings.LLM_TIMEOUT_SECONDS = 300.0
+    from assistant.llm.catalog import MODELS as KNOWN
+
+    # As settings would give it for this model (CHAT_ANSWERABLE_CHECK=true|false overrides).
+    settings.CHAT_ANSWERABLE_CHECK = {"true": True, "false": False}.get(
+        os.environ.get("CHAT_ANSWERABLE_CHECK", "").lower(), KNOWN[server.model].answerable_check
+    )
 
 
 async def bare_call(runs: int = 3) -> dict:
@@ -332,6 +338,8 @@ async def run_model(model: str, args, users, answerable, unanswerable, probes) -
 
 
 def summarise(model: str, rows: list[dict], baseline: dict, rss: float, args) -> dict:
+    from django.conf import settings
+
     def share(items, key) -> float:
         return 100 * sum(bool(r[key]) for r in items) / len(items) if items else float("nan")
 
@@ -355,6 +363,7 @@ def summarise(model: str, rows: list[dict], baseline: dict, rss: float, args) ->
         "model": model,
         "threads": args.threads,
         "parallel": args.parallel,
+        "answerable_check": settings.CHAT_ANSWERABLE_CHECK,
         "questions": len(answers),
         "answer_ok": share(answers, "answer_ok"),
         "quote_ok": share(answers, "quote_ok"),

@@ -576,3 +576,23 @@ def test_odd_spans_are_clipped_or_skipped_never_break_the_markup():
     assert f"{MARK}EUR 14</mark>{NOTE}" in html
     assert 'href="/documents/14/"' in html
     assert html.count("<mark") == 3  # EUR 14, the clipped "Co" and the final "."
+
+
+def test_an_amount_is_not_supported_by_a_percentage_nor_thousands_by_a_decimal():
+    # Both were found by bench/answers.py: a made-up "EUR 23.50" passed against "23.5%", and a
+    # made-up "$3,500" against "3.5 %" (3,500 was also read as 3.5).
+    assert [
+        f.text
+        for f in figures_unsupported(
+            answer="The list-price cap is EUR 23.50.", sources=["No discount above 23.5%."]
+        )
+    ] == ["EUR 23.50"]
+    assert [
+        f.text
+        for f in figures_unsupported(
+            answer="A raise between $2,500 and $3,500.", sources=["A raise of 2.5 to 3.5 %."]
+        )
+    ] == ["$2,500", "$3,500"]
+    # The plain-number reading of a percentage still holds, and German decimals too.
+    assert figures_unsupported(answer="A 70/30 split.", sources=["70 % base, 30 % variable"]) == []
+    assert figures_unsupported(answer="It costs 4.50 euros.", sources=["Preis: EUR 4,50"]) == []

@@ -309,9 +309,6 @@ CHAT_MAX_SOURCES = env_int("CHAT_MAX_SOURCES", 4, minimum=1, maximum=10)
 # than three excerpts of 480 characters at the same prompt length (docs/benchmarks.md, "Answers").
 CHAT_PROMPT_SOURCES = env_int("CHAT_PROMPT_SOURCES", 2, minimum=1, maximum=10)
 CHAT_EXCERPT_CHARS = env_int("CHAT_EXCERPT_CHARS", 1200, minimum=80)
-# Before answering, the model is asked (one token, same prompt) whether its passages answer the
-# question at all; a no is a plain "not found" instead of an answer made up from nearby text.
-CHAT_ANSWERABLE_CHECK = env_bool("CHAT_ANSWERABLE_CHECK", True)
 # Below this cosine similarity (and with no keyword match) a chunk is not worth a prompt.
 CHAT_MIN_SIMILARITY = env_float("CHAT_MIN_SIMILARITY", 0.25, minimum=0.0)
 CHAT_HISTORY_TURNS = env_int("CHAT_HISTORY_TURNS", 3, minimum=0)
@@ -419,6 +416,14 @@ LLM_FREQUENCY_PENALTY = env_float("LLM_FREQUENCY_PENALTY", 0.3, minimum=0.0)
 # server decodes LLM_SERVER_PARALLEL answers together; a remote server batches itself.
 LLM_MAX_CONCURRENCY = env_int(
     "LLM_MAX_CONCURRENCY", LLM_SERVER_PARALLEL if LLM_BACKEND == "local" else 128, minimum=1
+)
+# Before answering, the model is asked (one token, same prompt) whether its passages answer the
+# question at all; a no is a plain "not found" instead of an answer made up from nearby text.
+# (A chat setting, here because its default depends on the local model: assistant.llm.catalog;
+# one model says "no" to every such question.)
+CHAT_ANSWERABLE_CHECK = env_bool(
+    "CHAT_ANSWERABLE_CHECK",
+    LOCAL_MODELS[LLM_MODEL].answerable_check if LLM_BACKEND == "local" else True,
 )
 # The adapters' base: SmolLM2-135M converted once to a transformers checkpoint, which tuning
 # trains LoRA adapters on and the adapter routes run in-process (docs/tuning.md).
