@@ -42,13 +42,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
-    DEFAULT_DATABASE_URL,
     RESULTS,
     ROOT,
     log,
     machine_info,
     percentile,
-    setup_django,
+    setup_demo,
     table,
 )
 
@@ -65,26 +64,10 @@ _DIGITS = re.compile(r"\d[\d.,:]*\d|\d")
 
 
 def setup() -> None:
-    os.environ.setdefault(
-        "BENCH_DATABASE_URL", DEFAULT_DATABASE_URL.replace("counsel_bench", DB_NAME)
+    setup_demo(
+        DB_NAME,
+        {"LLM_BACKEND": "local", "CHAT_RATE_PER_MINUTE": "100000", "COUNSEL_DOTENV": "0"},
     )
-    setup_django(
-        overrides={
-            "LLM_BACKEND": "local",
-            "CHAT_RATE_PER_MINUTE": "100000",
-            "COUNSEL_DOTENV": "0",
-        }
-    )
-    from io import StringIO
-
-    from django.core.management import call_command
-
-    call_command("load_demo", "--if-empty", stdout=StringIO())
-    from ingestion import services
-    from ingestion.models import Document
-
-    for document in Document.objects.exclude(state="indexed"):
-        services.document_index(document_id=document.pk, task_id="bench")
 
 
 def normal(text: str) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import DEFAULT_DATABASE_URL, setup_django  # noqa: E402
+from common import setup_demo  # noqa: E402
 
 DB_NAME = "counsel_chat_bench"
 
@@ -42,11 +42,9 @@ def percentile(values: list[float], p: float) -> float:
 
 def setup() -> None:
     """The demo company, indexed, in a bench database of its own, served with the FAKE model."""
-    os.environ.setdefault(
-        "BENCH_DATABASE_URL", DEFAULT_DATABASE_URL.replace("counsel_bench", DB_NAME)
-    )
-    setup_django(
-        overrides={
+    setup_demo(
+        DB_NAME,
+        {
             "LLM_BACKEND": "fake",
             "LLM_FAKE_TOKENS_PER_SECOND": "30",
             "CHAT_RATE_PER_MINUTE": "100000",
@@ -54,18 +52,8 @@ def setup() -> None:
             # without (a new PostgreSQL connection per question).
             "DATABASE_POOL_SIZE": os.environ.get("BENCH_DATABASE_POOL_SIZE", "10"),
             "COUNSEL_DOTENV": "0",
-        }
+        },
     )
-    from io import StringIO
-
-    from django.core.management import call_command
-
-    call_command("load_demo", "--if-empty", stdout=StringIO())
-    from ingestion import services
-    from ingestion.models import Document
-
-    for document in Document.objects.exclude(state="indexed"):
-        services.document_index(document_id=document.pk, task_id="bench")
 
 
 def session_cookie(username: str) -> str:

@@ -90,6 +90,25 @@ def setup_django(*, migrate: bool = True, overrides: dict[str, str] | None = Non
         call_command("migrate", verbosity=0)
 
 
+def setup_demo(database: str, overrides: dict[str, str]) -> None:
+    """The demo company, indexed, in the bench database `database` (created and migrated on
+    first use), with the application settings `overrides`."""
+    os.environ.setdefault(
+        "BENCH_DATABASE_URL", DEFAULT_DATABASE_URL.replace("counsel_bench", database)
+    )
+    setup_django(overrides=overrides)
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    call_command("load_demo", "--if-empty", stdout=StringIO())
+    from ingestion import services
+    from ingestion.models import Document
+
+    for document in Document.objects.exclude(state="indexed"):
+        services.document_index(document_id=document.pk, task_id="bench")
+
+
 # --- output -----------------------------------------------------------------------------------
 
 _START = time.monotonic()
