@@ -167,7 +167,9 @@ def _token_terms(token: str) -> tuple[str, ...]:
 
 _SP = "[ \u00a0\u202f]"  # a space inside one figure (never a line break)
 _NUM = (
-    r"(?<![\w.,])(?:\d{1,3}(?:(?:,|\.|[ \u00a0\u202f])\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?)"
+    # Not inside an identifier: "ap-020d79-v1" holds no number 020 (a letter and a hyphen before).
+    r"(?<![\w.,])(?<![A-Za-z]-)"
+    r"(?:\d{1,3}(?:(?:,|\.|[ \u00a0\u202f])\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?)"
     r"(?!\d|[.,]\d)"
 )
 _UNITS_W = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,

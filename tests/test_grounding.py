@@ -596,3 +596,9 @@ def test_an_amount_is_not_supported_by_a_percentage_nor_thousands_by_a_decimal()
     # The plain-number reading of a percentage still holds, and German decimals too.
     assert figures_unsupported(answer="A 70/30 split.", sources=["70 % base, 30 % variable"]) == []
     assert figures_unsupported(answer="It costs 4.50 euros.", sources=["Preis: EUR 4,50"]) == []
+
+
+def test_an_identifier_holds_no_number():
+    # A random adapter name in a FAKE answer had "020" marked inside "ap-020d79dafbac-v1".
+    assert figures_in("Adapter: ap-020d79dafbac-v1.") == []
+    assert [f.text for f in figures_in("The LB-560 pack, a 5-day week.")] == ["LB-560", "5"]
