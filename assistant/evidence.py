@@ -118,11 +118,13 @@ def claim_check(*, answer: str, sources: Sequence[Source], question: str) -> Cla
     figures = grounding.figures_in(answer)
     unsupported = grounding.figures_unsupported(answer=answer, sources=texts, question=question)
     missing = {(f.start, f.end) for f in unsupported}
+    spans = {(f.start, f.end) for f in figures} - missing
     supporting = set()
-    for figure in figures:
-        if (figure.start, figure.end) in missing:
-            continue
-        for source, text in zip(sources, texts, strict=True):
-            if grounding.figure_supported(figure, sources=[text]):
-                supporting.add(source.number)
+    for source, text in zip(sources, texts, strict=True):
+        # One look at each source: does it hold any of the answer's supported figures?
+        absent = {
+            (f.start, f.end) for f in grounding.figures_unsupported(answer=answer, sources=[text])
+        }
+        if spans - absent:
+            supporting.add(source.number)
     return ClaimCheck(figures=figures, unsupported=unsupported, supporting=supporting)

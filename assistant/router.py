@@ -2,7 +2,7 @@
 
 A pure function over facts the chat service gathered (strategy, adapter eligibility, what
 retrieval found, token estimates, prices), so the whole decision table is testable without a
-database or a model. The factors, in the order they are applied (DESIGN.md, "Tuning"):
+database or a model. The factors, in the order they are applied (docs/tuning.md):
 
 1. governance — the role's strategy says retrieval, or no adapter may serve this user now
    (not every training document readable by them and current): RAG;

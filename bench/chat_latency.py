@@ -6,9 +6,10 @@ streaming model (assistant/llm/fake.py) at 30 tokens/s standing in for a model s
 question it measures, over a real websocket, the time from sending the question to receiving
 the first streamed text. The baseline, measured in the same run, is the fake model's own time
 to first token when called directly with the same kind of prompt; the difference is what the
-server adds (target p95 ≤ 50 ms, DESIGN.md). It also prints where the server's time goes, from
-the chat service's stage marks (logger `counsel.chat.stages`). The database connections are
-pooled as config/asgi.py pools the web process's (BENCH_DATABASE_POOL_SIZE=0: not pooled).
+server adds (target p95 ≤ 50 ms, docs/benchmarks.md). It also prints where the server's time
+goes, from the chat service's stage marks (logger `counsel.chat.stages`). The database
+connections are pooled as config/asgi.py pools the web process's (BENCH_DATABASE_POOL_SIZE=0:
+not pooled).
 
     .venv/bin/python bench/chat_latency.py [--questions 60]
 """

@@ -23,7 +23,7 @@ import time
 
 from common import DEFAULT_DATABASE_URL, log, machine_info, setup_django, table, write_json
 
-TARGET_TRAIN_S = 600  # shared/DESIGN.md: a 50-document profile in 10 min on the CPU
+TARGET_TRAIN_S = 600  # the design's target: a 50-document profile in 10 min on the CPU
 ALL_ROLE = "Bench: every collection"
 
 

@@ -45,7 +45,7 @@ if os.environ.get("COUNSEL_DOTENV", "1") not in _FALSE:
     _load_dotenv(BASE_DIR / ".env")
 
 
-# Models come from installed packages (NOTES.md): a library that tries the Hugging Face hub
+# Models come from installed packages (docs/models.md): a library that tries the Hugging Face hub
 # must fail at once instead of hanging on a network that is not there.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

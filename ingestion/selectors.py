@@ -373,7 +373,7 @@ def _search_rows(plan: SearchPlan, *, query: str, vector, limit: int) -> list[tu
         # Inside chunk_search's transaction (reading_as): no savepoint round trips needed.
         with transaction.atomic(using=connection.alias, savepoint=False):
             # Iterative scans keep walking the graph until `limit` rows pass the filters
-            # (NOTES.md, "Filtered search"). enable_sort off: PostgreSQL prices an HNSW scan
+            # (docs/benchmarks.md, "Search"). enable_sort off: PostgreSQL prices an HNSW scan
             # above reading a large readable subset and sorting it, even at LIMIT 30, and
             # would otherwise turn the index searches into exact ones (bench/search.py).
             cursor.execute(

@@ -6,7 +6,7 @@ PEFT layout (`adapter_config.json` + `adapter_model.safetensors`) — in vLLM by
 
 A plain PyTorch loop rather than transformers' Trainer: the loop reports every step (loss,
 progress), asks after every step whether to stop (cancellation), and needs no Trainer flags
-for the CPU (NOTES.md, "Language models").
+for the CPU (docs/tuning.md).
 """
 
 from __future__ import annotations

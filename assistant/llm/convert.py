@@ -7,9 +7,9 @@ fp32 transformers checkpoint under ``LLM_LOCAL_MODEL_DIR`` (git-ignored ``var/``
 loads in a few seconds and can take PEFT adapters.
 
 The package is located without importing it: it imports the ``llm`` CLI, which is not installed
-(NOTES.md). A marker file records the source's SHA-256, so a second run is a no-op; a changed
-source (new package version) converts again. Heavy imports stay inside the functions so that
-the no-op check costs milliseconds.
+(docs/development.md, "Requirements"). A marker file records the source's SHA-256, so a second
+run is a no-op; a changed source (new package version) converts again. Heavy imports stay
+inside the functions so that the no-op check costs milliseconds.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def _convert(source: Path, work: Path, *, log: Callable[[str], object]) -> str:
     model.eval()
     log("weights de-quantised to fp32")
     # transformers marks a GGUF-loaded model as quantised and then refuses to save or train it,
-    # although the weights are plain fp32 tensors by now (NOTES.md, "Language models").
+    # although the weights are plain fp32 tensors by now (transformers 5.x).
     model.hf_quantizer = None
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):

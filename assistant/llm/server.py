@@ -55,7 +55,7 @@ def default_threads() -> int:
 
 def _settings():
     # As manage.py does: this process starts outside Django, and its settings are Django's.
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")  # noqa: TID251
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     from django.conf import settings
 
     return settings

@@ -156,7 +156,7 @@ CELERY_TASK_ROUTES = {
     "tuning.tasks.*": {"queue": "train"},
 }
 # A task is acknowledged only when it finished, and a task whose worker process died is
-# re-queued rather than acknowledged: acks_late alone loses it (see NOTES.md, "Celery").
+# re-queued rather than acknowledged: acks_late alone loses it (celery: task_reject_on_worker_lost).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -312,7 +312,7 @@ CHAT_EXCERPT_CHARS = env_int("CHAT_EXCERPT_CHARS", 1200, minimum=80)
 # Below this cosine similarity (and with no keyword match) a chunk is not worth a prompt.
 CHAT_MIN_SIMILARITY = env_float("CHAT_MIN_SIMILARITY", 0.25, minimum=0.0)
 CHAT_HISTORY_TURNS = env_int("CHAT_HISTORY_TURNS", 3, minimum=0)
-# The browser gets streamed text in frames at most this often (NOTES.md: many small frames
+# The browser gets streamed text in frames at most this often (many small frames
 # cost more than the text).
 CHAT_STREAM_FLUSH_MS = env_int("CHAT_STREAM_FLUSH_MS", 50, minimum=10)
 # At most one running answer per user; the lock expires by itself after this long.
