@@ -92,6 +92,28 @@ class Citation(models.Model):
         return f"[{self.number}] {self.document_title}"
 
 
+class AnswerSource(models.Model):
+    """A collection an answer was built from: its passages' collections and, on the adapter
+    routes, the adapter's profile (what it was trained on).
+
+    A stored answer is shown only while its reader may still read every one of these
+    (assistant.selectors.thread_for_user); citations alone would miss the adapter's knowledge.
+    """
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="sources")
+    collection_id = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "collection_id"], name="answer_source_once_per_collection"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} ← collection {self.collection_id}"
+
+
 class Feedback(models.Model):
     message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="feedback")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")

@@ -28,6 +28,8 @@ RAG = "rag"
 TUNED = "tuned"
 HYBRID = "hybrid"  # the adapter, with a short retrieved context
 ADAPTER_ROUTES = frozenset([TUNED, HYBRID])  # served (and priced) by the adapter
+# Not chosen by the router: the query-log route of a search through the API (no model asked).
+SEARCH_API = "search"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections, transaction
+from django.db import InterfaceError, OperationalError, connections
 from django.utils import timezone
 
 from accounts.capabilities import Capability
@@ -37,7 +37,7 @@ from assistant.evidence import (
     evidence_gather,
     says_not_found,
 )
-from assistant.models import Citation, Conversation, Message
+from assistant.models import Conversation, Message
 from assistant.prompts import (
     answerable_messages,
     build_prompt,
@@ -45,10 +45,17 @@ from assistant.prompts import (
     condense_question,
     says_no,
 )
-from assistant.rendering import answer_html
+from assistant.recording import (
+    AnswerRecord,
+    Asker,
+    RecordIncomplete,
+    citation_payload,
+    record_answer,
+    record_unprocessed,
+    storable,
+)
 from assistant.repetition import looping
 from compliance.models import QueryLogEntry
-from compliance.services import querylog_append
 from ingestion.embedding import embed_query_async, embed_short, on_query_thread
 from ingestion.selectors import SearchHit, chunk_search
 from tuning.selectors import Eligibility, adapter_for_user, strategy_for_user
@@ -68,6 +75,8 @@ NOT_IN_PASSAGES = (
     "closest do not say. Try other words, or ask someone who owns that information."
 )
 SAVE_FAILED = "Your answer could not be recorded, so it is not shown. Please ask again."
+# Said when something nobody planned for broke the answer (the question is still logged).
+UNEXPECTED = "Something went wrong while answering. It has been logged; please try again."
 CUT_NOTE = "\n\n(The answer was cut here: answers are limited to {tokens} tokens.)"
 LOOP_NOTE = "\n\n(The answer was stopped here: it had begun repeating itself.)"
 # How often (in streamed pieces) the stream is checked for a loop.
@@ -193,6 +202,8 @@ class _Outcome:
     # The model's own text ends here; a note of ours (cut, loop) may follow.
     body_end: int | None = None
     evidence: Evidence | None = None
+    # The collections the answer was built from beyond its passages (an adapter's profile).
+    built_from: frozenset[int] = frozenset()
     # The sources the model was given, for the claim check (none for the adapter-only route).
     checked_sources: list = field(default_factory=list)
     check: ClaimCheck | None = None
@@ -205,10 +216,9 @@ class _Outcome:
         self.stages[stage] = round((time.monotonic() - started_clock) * 1000, 2)
 
 
-def _record(
+def _answer_record(
     *,
     ask: Ask,
-    ctx: _Context,
     standalone: str,
     retrieved: list[SearchHit],
     used: list[SearchHit],
@@ -217,126 +227,43 @@ def _record(
     result: _Outcome,
     started,
     started_clock: float,
-) -> tuple[Conversation, Message, QueryLogEntry]:
-    cost = router.Prices.from_settings().cost(result.route, prompt_tokens, result.completion_tokens)
+) -> AnswerRecord:
     check = result.check
-    unsupported = [(f.start, f.end) for f in check.unsupported] if check is not None else []
     quote = result.evidence.quote_payload() if result.evidence is not None and used else {}
     if quote and says_not_found(result.answer):
         quote = {}  # the model found no answer there: the page withdraws the quote it showed
-    grounding = check.payload(looped=result.looped) if check is not None else {}
     referenced = set(check.supporting) if check is not None else set()
     if quote:
         referenced.add(quote["citation"])
-    with transaction.atomic():
-        conversation = ctx.conversation or Conversation.objects.create(
-            user=ctx.user, title=ask.question[:80]
-        )
-        Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
-        question = Message.objects.create(
-            conversation=conversation,
-            role=Message.Role.USER,
-            content=ask.question,
-            client_id=ask.client_id[:64],
-        )
-        answer = Message.objects.create(
-            conversation=conversation,
-            role=Message.Role.ASSISTANT,
-            content=result.answer,
-            content_html=(
-                answer_html(result.answer, unsupported=unsupported) if result.answer else ""
-            ),
-            status=result.status,
-            client_id=ask.client_id[:64],
-            route=result.route if result.answer else "",
-            route_reason=result.route_reason if result.answer else "",
-            adapter=result.adapter,
-            quote=quote,
-            grounding=grounding,
-        )
-        Citation.objects.bulk_create(
-            Citation(
-                message=answer,
-                number=n,
-                document_id=hit.document_id,
-                collection_id=hit.collection_id,
-                chunk_id=hit.chunk_id,
-                document_title=hit.document_title[:300],
-                version=hit.version,
-                heading=hit.heading[:500],
-                page=hit.page,
-                snippet=hit.text,
-                score=hit.score,
-                referenced=n in referenced,
-            )
-            for n, hit in enumerate(used, start=1)
-        )
-        entry = querylog_append(
-            user=ctx.user,
-            username=ctx.user.get_username(),
-            roles=ctx.roles,
-            readable_collections=ctx.readable,
-            profile_key=ctx.profile_key,
-            conversation_id=conversation.pk,
-            question_message_id=question.pk,
-            answer_message_id=answer.pk,
-            question=ask.question,
-            standalone_question=standalone,
-            answer=result.answer,
-            outcome=result.outcome,
-            error=result.error,
-            route=result.route,
-            route_reason=result.route_reason,
-            model=model_name,
-            adapter=result.adapter,
-            retrieved=[
-                {
-                    "chunk": h.chunk_id,
-                    "document": h.document_id,
-                    "version": h.version,
-                    "collection": h.collection_id,
-                    "score": round(h.score, 6),
-                    "similarity": None if h.similarity is None else round(h.similarity, 4),
-                    "used": h in used,
-                }
-                for h in retrieved
-            ],
-            prompt_tokens=prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            cost_estimate=cost,
-            first_token_ms=result.first_token_ms,
-            unsupported_figures=len(check.unsupported) if check is not None else None,
-            grounding=(
-                {**grounding, "quote": {k: quote[k] for k in ("chunk", "document", "text")}}
-                if quote
-                else grounding
-            ),
-            latency_ms=int((time.monotonic() - started_clock) * 1000),
-            started_at=started,
-            finished_at=timezone.now(),
-        )
-    return conversation, answer, entry
-
-
-def _citation_payload(message: Message) -> list[dict]:
-    return [
-        {
-            "number": c.number,
-            "title": c.document_title,
-            "heading": c.heading,
-            "page": c.page,
-            "referenced": c.referenced,
-            "url": citation_url(c),
-        }
-        for c in message.citations.all()
-    ]
-
-
-def citation_url(citation: Citation) -> str | None:
-    if citation.document_id is None:
-        return None
-    anchor = f"#chunk-{citation.chunk_id}"
-    return f"/documents/{citation.document_id}/{anchor}"
+    return AnswerRecord(
+        question=ask.question,
+        standalone=standalone,
+        answer=storable(result.answer),
+        status=result.status,
+        outcome=result.outcome,
+        error=result.error,
+        route=result.route,
+        route_reason=result.route_reason,
+        model=model_name,
+        adapter=result.adapter,
+        retrieved=retrieved,
+        used=used,
+        built_from=result.built_from,
+        quote=quote,
+        grounding=check.payload(looped=result.looped) if check is not None else {},
+        unsupported=[(f.start, f.end) for f in check.unsupported] if check is not None else [],
+        unsupported_count=len(check.unsupported) if check is not None else None,
+        referenced=referenced,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        cost=router.Prices.from_settings().cost(
+            result.route, prompt_tokens, result.completion_tokens
+        ),
+        first_token_ms=result.first_token_ms,
+        client_id=ask.client_id,
+        started=started,
+        started_clock=started_clock,
+    )
 
 
 def _route_facts(ctx: _Context, eligibility, candidates, rag_prompt, tuned_prompt, hybrid_prompt):
@@ -371,6 +298,8 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
     Cancelling the consuming task records the question as stopped, then re-raises.
     """
     started, started_clock = timezone.now(), time.monotonic()
+    # A NUL byte or half a surrogate pair cannot be stored: the question would go unrecorded.
+    ask.question = storable(ask.question)
     question = " ".join(ask.question.split())
     if not question:
         yield {"type": "error", "message": "Type a question first."}
@@ -401,7 +330,21 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
         logger.warning("chat database unavailable", extra={"user_id": ask.user_id}, exc_info=True)
         yield {"type": "error", "message": BRIEFLY_UNAVAILABLE}
         return
-    standalone = condense_question(question, ctx.previous_questions)
+    except Exception:
+        logger.exception("chat context failed", extra={"user_id": ask.user_id})
+        await _to_the_end(
+            sync_to_async(record_unprocessed)(
+                user_id=ask.user_id,
+                conversation_id=ask.conversation_id,
+                question=ask.question,
+                error="Reading the asker's roles and conversation failed.",
+                started=started,
+                started_clock=started_clock,
+            )
+        )
+        yield {"type": "error", "message": UNEXPECTED}
+        return
+    standalone = question
     used: list[SearchHit] = []
     retrieved: list[SearchHit] = []
     candidates: list[SearchHit] = []
@@ -411,22 +354,32 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
 
     def record() -> tuple[Conversation, Message, QueryLogEntry]:
         """The question's one record, with what the stages below have found by then."""
-        return _record(
-            ask=ask,
-            ctx=ctx,
-            standalone=standalone,
-            retrieved=retrieved,
-            used=used,
-            prompt_tokens=prompt_tokens,
-            model_name=model_name,
-            result=result,
-            started=started,
-            started_clock=started_clock,
+        asker = Asker(
+            user=ctx.user,
+            roles=ctx.roles,
+            readable=ctx.readable,
+            profile_key=ctx.profile_key,
+            conversation=ctx.conversation,
+        )
+        return record_answer(
+            asker,
+            _answer_record(
+                ask=ask,
+                standalone=standalone,
+                retrieved=retrieved,
+                used=used,
+                prompt_tokens=prompt_tokens,
+                model_name=model_name,
+                result=result,
+                started=started,
+                started_clock=started_clock,
+            ),
         )
 
     try:
         if stopped:
             raise asyncio.CancelledError
+        standalone = condense_question(question, ctx.previous_questions)
         eligibility = ctx.eligibility
         adapter = eligibility.adapter if eligibility is not None else None
         rag_prompt = None
@@ -507,6 +460,8 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
                 result.checked_sources = prompt.sources if route.route == router.HYBRID else []
                 name = adapter.name
                 result.adapter = adapter.label
+                # What the adapter was trained on is part of what its answer is built from.
+                result.built_from = frozenset(int(c) for c in adapter.collection_ids)
                 model = llm.get_chat_model(adapter=name)
                 model_name = llm.model_name(adapter=name)
                 result.status, result.outcome = (
@@ -579,16 +534,28 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
         if "routed" not in result.stages:
             result.route_reason = "Stopped before a route was chosen."
 
-        async def record_stopped() -> Conversation:
+        async def record_stopped() -> int | None:
             result.completion_tokens = await asyncio.to_thread(llm.count_tokens, result.answer)
-            conversation, _, _ = await sync_to_async(record)()
-            return conversation
+            try:
+                conversation, _, _ = await sync_to_async(record)()
+            except RecordIncomplete:
+                return None  # logged alone; there is no conversation to point at
+            return conversation.pk
 
-        ask.recorded_in = (await _to_the_end(record_stopped())).pk
+        ask.recorded_in = await _to_the_end(record_stopped())
         raise
+    except Exception:
+        # Nobody planned for this: still one entry, with what was streamed, and a plain message.
+        logger.exception("chat answer failed", extra={"user_id": ask.user_id})
+        result.answer = "".join(parts)
+        result.status, result.outcome = Message.Status.ERROR, QueryLogEntry.Outcome.ERROR
+        result.error = UNEXPECTED
     try:
         # A stop now comes too late to change the record: it is written whole, once.
         conversation, message, entry = await _to_the_end(sync_to_async(record)())
+    except RecordIncomplete as exc:
+        yield {"type": "error", "message": exc.message, "discard": True}
+        return
     except Exception:
         logger.exception("could not record a chat answer", extra={"user_id": ask.user_id})
         yield {"type": "error", "message": SAVE_FAILED, "discard": True}
@@ -596,7 +563,7 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
     if result.outcome == QueryLogEntry.Outcome.ERROR:
         yield {"type": "error", "message": result.error, "conversation": conversation.pk}
         return
-    citations = await sync_to_async(_citation_payload)(message)
+    citations = await sync_to_async(citation_payload)(message)
     yield {
         "type": "done",
         "conversation": conversation.pk,

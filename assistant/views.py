@@ -11,7 +11,8 @@ from django.views.decorators.http import require_POST
 from accounts.capabilities import Capability
 from accounts.decorators import capability_required
 from assistant.models import Conversation, Feedback, Message
-from assistant.services import citation_url
+from assistant.recording import citation_url
+from assistant.selectors import thread_for_user
 
 chat_required = capability_required(Capability.CHAT)
 
@@ -29,16 +30,17 @@ def chat(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     conversation = _own_conversation(request, pk) if pk else None
     thread = []
     if conversation is not None:
-        for message in conversation.messages.prefetch_related("citations").select_related(
-            "feedback"
-        ):
+        for message in thread_for_user(conversation=conversation, user=request.user):
+            if message.withheld:
+                # Built from documents the reader can no longer open: nothing of it is shown.
+                thread.append({"message": message, "withheld": True})
+                continue
             citations = [(c, citation_url(c)) for c in message.citations.all()]
-            feedback = getattr(message, "feedback", None)
             thread.append(
                 {
                     "message": message,
                     "citations": citations,
-                    "feedback": feedback,
+                    "feedback": getattr(message, "feedback", None),
                     "quote": _stored_quote(message, citations),
                 }
             )

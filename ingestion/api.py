@@ -8,9 +8,11 @@ of document content goes through ingestion.selectors.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from functools import wraps
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.http import HttpRequest, JsonResponse
@@ -18,11 +20,15 @@ from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
+from redis import RedisError
 
 from accounts.capabilities import Capability
 from accounts.selectors import user_for_api_token, user_has_capability
+from assistant.rate import question_allowed
+from assistant.recording import record_search, storable
 from ingestion import selectors, services
 from ingestion.models import Collection, Document
 from ingestion.rls import managing_documents
@@ -290,15 +296,35 @@ def document_move(request: HttpRequest, pk: int) -> JsonResponse:
 
 @api_view(Capability.CHAT)
 def search(request: HttpRequest) -> JsonResponse:
-    """GET ?q=…&k=…: the chunks the caller may read that best match, with their sources."""
+    """GET ?q=…&k=…: the chunks the caller may read that best match, with their sources.
+
+    A search returns document text, so it is a question like the chat's: logged in the query
+    log (exactly the passages returned) and counted in the asker's question rate.
+    """
+    started, started_clock = timezone.now(), time.monotonic()
     query = request.GET.get("q", "").strip()[:2000]
     if not query:
         return _error("Give a query in `q`.", 400)
+    if storable(query) != query:
+        return _error("The query holds a character that cannot be searched (NUL).", 400)
     try:
         k = int(request.GET.get("k", "5"))
     except ValueError:
         return _error("`k` must be a number.", 400)
+    try:
+        allowed = question_allowed(request.user.pk)
+    except RedisError:
+        return _error("Search is briefly unavailable; please try again in a moment.", 503)
+    if not allowed:
+        return _error(
+            f"You have asked {settings.CHAT_RATE_PER_MINUTE} questions this minute; "
+            "please wait a moment.",
+            429,
+        )
     hits = selectors.chunk_search(user=request.user, query=query, k=k)
+    record_search(
+        user=request.user, query=query, hits=hits, started=started, started_clock=started_clock
+    )
     return JsonResponse(
         {
             "query": query,

@@ -43,6 +43,10 @@ HR_CANARIES = ("71,000", "MAGPIE")
 
 @pytest.fixture
 def cast(transactional_db):
+    return build_cast()
+
+
+def build_cast() -> dict:
     sales = CollectionFactory(name="Sales", slug="sales")
     hr = CollectionFactory(name="HR", slug="hr")
     for collection, name, text in ((sales, "discounts.md", SALES_TEXT), (hr, "bands.md", HR_TEXT)):

@@ -28,7 +28,9 @@ Markers anywhere in the prompt change its behaviour, to test the failure paths:
   word for word; ``[[fake:misquote]]`` with the same sentence with every number changed (a
   model inventing figures: the claim check must mark them);
 - ``[[fake:unanswerable]]`` answers "No" to the chat's question whether its passages answer the
-  question (it answers "Yes" otherwise).
+  question (it answers "Yes" otherwise);
+- ``[[fake:crash]]`` sends one token, then raises an exception that is no model error (a client
+  library breaking in a way nobody planned for: the chat service must still log the question).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ LOOP = "[[fake:loop]]"
 QUOTE = "[[fake:quote]]"
 MISQUOTE = "[[fake:misquote]]"
 UNANSWERABLE = "[[fake:unanswerable]]"
+CRASH = "[[fake:crash]]"
 # The chat's yes/no question before an answer (kept here as text: this module must not import
 # the chat's modules).
 ANSWERABLE_QUESTION = "Do the sources above answer the question? Reply with yes or no only."
@@ -133,7 +136,15 @@ class FakeStreamingChatModel(StreamingChatModel):
         prompt = "\n".join(m.text for m in messages)
         if ERROR in prompt:
             raise LLMUnavailable(detail="fake model: error marker in the prompt")
-        mode = "hang" if HANG in prompt else "stall" if STALL in prompt else "normal"
+        mode = (
+            "hang"
+            if HANG in prompt
+            else "stall"
+            if STALL in prompt
+            else "crash"
+            if CRASH in prompt
+            else "normal"
+        )
         words = _WORD.findall(self.reply_for(messages))
         if ENDLESS in prompt or LONG in prompt:
             words[-1] = words[-1].rstrip() + " "  # a repeated answer stays words
@@ -176,6 +187,8 @@ class FakeStreamingChatModel(StreamingChatModel):
             await asyncio.sleep(delay)
             if mode == "stall" and i == 1:
                 await asyncio.Event().wait()
+            if mode == "crash" and i == 1:
+                raise RuntimeError("fake model: crash marker in the prompt")
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=word))
             if run_manager is not None:
                 await run_manager.on_llm_new_token(word, chunk=chunk)
@@ -194,6 +207,8 @@ class FakeStreamingChatModel(StreamingChatModel):
         for i, word in enumerate(words):
             while mode == "hang" or (mode == "stall" and i == 1):  # forever, as documented
                 time.sleep(0.1)
+            if mode == "crash" and i == 1:
+                raise RuntimeError("fake model: crash marker in the prompt")
             time.sleep(delay)
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=word))
             if run_manager is not None:

@@ -6,10 +6,16 @@ logical database so a running `make run` worker never picks up a test's task.
 
 from urllib.parse import urlsplit, urlunsplit
 
-from config.env import env_int
+from config.env import env_int, env_str
 
 from .base import *  # noqa: F403
 from .base import BASE_DIR, CACHES, CHANNEL_LAYERS, DATABASES, LOGGING, REDIS_URL
+
+# Two test runs side by side (say, two developers' branches on one machine) each set their own
+# TEST_RUN name and TEST_REDIS_DB: the run's database, uploads and adapters get the name as suffix.
+TEST_RUN = env_str("TEST_RUN", "")
+_suffix = f"_{TEST_RUN}" if TEST_RUN else ""
+DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}{_suffix}"}
 
 SECRET_KEY = "counsel-test-key"  # noqa: S105 - tests only
 DEBUG = False
@@ -28,7 +34,7 @@ CACHES["default"]["LOCATION"] = REDIS_URL
 CACHES["default"]["KEY_PREFIX"] = "counsel-test"
 
 # Uploaded originals of tests, emptied at the start of each session (tests/conftest.py).
-MEDIA_ROOT = BASE_DIR / "var" / "test-media"
+MEDIA_ROOT = BASE_DIR / "var" / f"test-media{_suffix}"
 # Short leases so that crash-recovery tests do not wait long; the worker subprocess reads the
 # same settings module.
 INGEST_LEASE_SECONDS = 5
@@ -59,7 +65,7 @@ DATABASES["default"]["OPTIONS"] = {
 }
 
 # Adapters trained by tests, and short training/evaluation runs.
-LLM_ADAPTER_DIR = BASE_DIR / "var" / "test-adapters"
+LLM_ADAPTER_DIR = BASE_DIR / "var" / f"test-adapters{_suffix}"
 TUNING_MAX_STEPS = 12
 TUNING_EVAL_QUESTIONS = 4
 TUNING_LEAK_PROBE_QUESTIONS = 4
