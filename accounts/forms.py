@@ -88,3 +88,21 @@ class DocumentValidityForm(forms.Form):
 
 class DocumentMoveForm(forms.Form):
     collection = forms.ModelChoiceField(queryset=Collection.objects.order_by("name"))
+
+
+def _token_lifetimes() -> list[tuple[str, str]]:
+    from django.conf import settings
+
+    days = sorted({d for d in (7, 30, 90, 365) if d <= settings.API_TOKEN_MAX_DAYS})
+    return [(str(d), f"{d} days") for d in days]
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What it is for, e.g. “Nightly import”.")
+    days = forms.TypedChoiceField(coerce=int, label="Expires after", choices=_token_lifetimes)
+
+    def __init__(self, *args, **kwargs) -> None:
+        from django.conf import settings
+
+        super().__init__(*args, **kwargs)
+        self.fields["days"].initial = str(settings.API_TOKEN_DAYS)

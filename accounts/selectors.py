@@ -274,7 +274,8 @@ def collection_list() -> QuerySet[Collection]:
 
 
 def user_for_api_token(*, raw: str) -> User | None:
-    """The active user a bearer token belongs to, or None (unknown, revoked, inactive)."""
+    """The active user a bearer token belongs to, or None (unknown, revoked, expired,
+    inactive)."""
     from django.utils import timezone
 
     if not raw or len(raw) > 200:
@@ -282,7 +283,12 @@ def user_for_api_token(*, raw: str) -> User | None:
     digest = hashlib.sha256(raw.encode()).hexdigest()
     token = (
         ApiToken.objects.select_related("user")
-        .filter(digest=digest, revoked_at__isnull=True, user__is_active=True)
+        .filter(
+            digest=digest,
+            revoked_at__isnull=True,
+            expires_at__gt=timezone.now(),
+            user__is_active=True,
+        )
         .first()
     )
     if token is None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -100,6 +102,17 @@ def _check_separation_of_duties(caps: set[Capability]) -> None:
         )
 
 
+def _lock_administrators() -> None:
+    """Serialize every change that could remove an administrator.
+
+    Locking only the changed user's row is not enough: two administrators demoting each other
+    at once lock two different rows, each still sees the other as administrator, and both
+    commit, leaving none. Locking the Administrator role's row makes the second change wait for
+    the first and then count what it committed (READ COMMITTED reads it after the lock).
+    """
+    Group.objects.select_for_update().filter(name=ADMINISTRATOR).first()
+
+
 def _check_an_administrator_remains(*, changing: User, keeps_admin: bool) -> None:
     if keeps_admin:
         return
@@ -169,6 +182,7 @@ def user_set_roles(*, actor: User, user: User, roles: Iterable[Group]) -> User:
     roles = list(roles)
     # Lock the user row: two administrators editing the same user serialize here, so the
     # separation and last-administrator checks see each other's result.
+    _lock_administrators()
     User.objects.select_for_update().get(pk=user.pk)
     before = _names(user.groups.all())
     _check_separation_of_duties(_capabilities_of(roles))
@@ -192,6 +206,7 @@ def user_set_roles(*, actor: User, user: User, roles: Iterable[Group]) -> User:
 def user_set_active(*, actor: User, user: User, active: bool) -> User:
     if user.pk == actor.pk and not active:
         raise ValidationError("You cannot deactivate your own account.")
+    _lock_administrators()
     User.objects.select_for_update().get(pk=user.pk)
     if not active:
         _check_an_administrator_remains(
@@ -346,16 +361,32 @@ TOKEN_PREFIX = "cns_"  # noqa: S105 - a marker that makes leaked tokens greppabl
 
 
 @transaction.atomic
-def api_token_create(*, actor: User | None, user: User, name: str) -> tuple[ApiToken, str]:
-    """Create a bearer token for `user`; the raw token is returned once and never stored."""
+def api_token_create(
+    *, actor: User | None, user: User, name: str, days: int | None = None
+) -> tuple[ApiToken, str]:
+    """Create a bearer token for `user`, valid `days` (API_TOKEN_DAYS by default, at most
+    API_TOKEN_MAX_DAYS); the raw token is returned once and never stored."""
+    from django.utils import timezone
+
+    days = settings.API_TOKEN_DAYS if days is None else days
+    if not 1 <= days <= settings.API_TOKEN_MAX_DAYS:
+        raise ValidationError(
+            f"A token lives between 1 and {settings.API_TOKEN_MAX_DAYS} days.", code="days"
+        )
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user,
         name=name.strip()[:100] or "API token",
         prefix=raw[:10],
         digest=hashlib.sha256(raw.encode()).hexdigest(),
+        expires_at=timezone.now() + timedelta(days=days),
     )
-    audit_record(actor=actor, action="token.create", target=user, details={"name": token.name})
+    audit_record(
+        actor=actor,
+        action="token.create",
+        target=user,
+        details={"name": token.name, "expires_at": token.expires_at.isoformat()},
+    )
     return token, raw
 
 

@@ -15,6 +15,8 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/password/", views.password_change, name="password_change"),
+    path("accounts/tokens/", views.token_list, name="token_list"),
+    path("accounts/tokens/<int:pk>/revoke/", views.token_revoke, name="token_revoke"),
     path(
         "accounts/password/done/",
         auth_views.PasswordChangeDoneView.as_view(),
@@ -30,6 +32,11 @@ urlpatterns = [
         "manage/users/<int:pk>/password/",
         views.user_reset_password,
         name="user_reset_password",
+    ),
+    path(
+        "manage/users/<int:pk>/tokens/<int:token_pk>/revoke/",
+        views.user_token_revoke,
+        name="user_token_revoke",
     ),
     path("manage/roles/", views.role_list, name="role_list"),
     path("manage/roles/new/", views.role_create, name="role_create"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -21,8 +22,15 @@ from django.views.decorators.http import require_POST
 from accounts import selectors, services
 from accounts.capabilities import BUILTIN_ROLES, Capability
 from accounts.decorators import capability_required
-from accounts.forms import RoleForm, UserCreateForm, UserEditForm, add_service_errors
-from accounts.models import AuditEvent, User
+from accounts.forms import (
+    ApiTokenForm,
+    RoleForm,
+    UserCreateForm,
+    UserEditForm,
+    add_service_errors,
+)
+from accounts.models import ApiToken, AuditEvent, User
+from accounts.trails import audit_events_for_administrators, audit_page
 from ingestion.models import Collection
 
 manage_users = capability_required(Capability.MANAGE_USERS)
@@ -90,6 +98,7 @@ def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "profile": selectors.access_profile_for_user(user=user),
         "capabilities": sorted(selectors.user_capabilities(user=user)),
         "events": AuditEvent.objects.filter(target_type="user", target_id=str(user.pk))[:20],
+        "tokens": user.api_tokens.all(),
     }
     return render(request, "accounts/user_detail.html", context)
 
@@ -241,20 +250,7 @@ def profile_list(request: HttpRequest) -> HttpResponse:
 
 @manage_users
 def audit_list(request: HttpRequest) -> HttpResponse:
-    events = AuditEvent.objects.all()
-    action = request.GET.get("action", "").strip()[:64]
-    actor = request.GET.get("actor", "").strip()[:150]
-    if action:
-        events = events.filter(action__startswith=action)
-    if actor:
-        events = events.filter(actor_username__iexact=actor)
-    page = Paginator(events, 50).get_page(request.GET.get("page"))
-    actions = AuditEvent.objects.order_by().values_list("action", flat=True).distinct()
-    return render(
-        request,
-        "accounts/audit_list.html",
-        {"page": page, "action": action, "actor": actor, "actions": sorted(actions)},
-    )
+    return audit_page(request, audit_events_for_administrators(), "accounts/audit_list.html")
 
 
 # --- own password -----------------------------------------------------------------------------
@@ -270,3 +266,45 @@ class _PasswordChangeView(auth_views.PasswordChangeView):
 
 
 password_change = _PasswordChangeView.as_view()
+
+
+# --- API tokens -----------------------------------------------------------------------------------
+
+
+@login_required
+def token_list(request: HttpRequest) -> HttpResponse:
+    """Your own API tokens: make one (shown once, on this response only), see and revoke them."""
+    form = ApiTokenForm(request.POST or None)
+    created = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            _, created = services.api_token_create(
+                actor=request.user,
+                user=request.user,
+                name=form.cleaned_data["name"],
+                days=form.cleaned_data["days"],
+            )
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            form = ApiTokenForm()
+    context = {"form": form, "created": created, "tokens": request.user.api_tokens.all()}
+    return render(request, "accounts/token_list.html", context)
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    token = get_object_or_404(ApiToken, pk=pk, user=request.user)  # another's looks missing
+    services.api_token_revoke(actor=request.user, token=token)
+    messages.success(request, f"Revoked “{token.name}”.")
+    return redirect("accounts:token_list")
+
+
+@manage_users
+@require_POST
+def user_token_revoke(request: HttpRequest, pk: int, token_pk: int) -> HttpResponse:
+    token = get_object_or_404(ApiToken, pk=token_pk, user_id=pk)
+    services.api_token_revoke(actor=request.user, token=token)
+    messages.success(request, f"Revoked “{token.name}” of {token.user.username}.")
+    return redirect("accounts:user_detail", pk=pk)

@@ -18,4 +18,5 @@ urlpatterns = [
     path("compliance/integrity/", views.integrity, name="integrity"),
     path("compliance/integrity/verify/", views.integrity_verify, name="integrity_verify"),
     path("compliance/dashboard/", views.dashboard, name="dashboard"),
+    path("compliance/audit/", views.audit, name="audit"),
 ]

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST
 from accounts.capabilities import Capability
 from accounts.decorators import capability_required
 from accounts.selectors import user_may_see
+from accounts.trails import audit_events_for_officers, audit_page
 from compliance import charts, selectors, services
 from compliance.forms import DashboardForm, ExportForm, LogFilterForm, ReviewForm
 from compliance.models import QueryLogExport
@@ -327,3 +328,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             },
         },
     )
+
+
+@officers_only
+def audit(request: HttpRequest) -> HttpResponse:
+    """The officers' own trail: exports with their filters, downloads, retention."""
+    return audit_page(request, audit_events_for_officers(), "compliance/audit_list.html")

@@ -3,6 +3,7 @@ language model server."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import httpx
@@ -14,6 +15,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from config.celery import HEARTBEAT_KEY
+
+logger = logging.getLogger(__name__)
 
 
 def _timed(check) -> dict:
@@ -77,7 +80,8 @@ def check_llm() -> dict:
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     """200 when the database and Redis answer; `degraded` (still 200) without a live worker or
-    model server.
+    model server. Each check's details (versions, worker hosts, error text, timings) only for
+    administrators; everyone else gets `{"ok": …}` per check.
 
     Without workers the web app still serves chat from indexed documents, so a load balancer
     should keep the node; indexing and training wait until a worker returns. Without the model
@@ -96,4 +100,21 @@ def healthz(request: HttpRequest) -> JsonResponse:
         status, code = "degraded", 200
     else:
         status, code = "ok", 200
+    failed = {name: check for name, check in checks.items() if not check["ok"]}
+    if failed:
+        logger.warning("health check failed", extra={"checks": failed})
+    if not _may_read_details(request):
+        # Load balancers and strangers learn the state; host names, versions and error text
+        # (which name hosts, ports and files) are for administrators and the log.
+        checks = {name: {"ok": check["ok"]} for name, check in checks.items()}
     return JsonResponse({"status": status, "checks": checks}, status=code)
+
+
+def _may_read_details(request: HttpRequest) -> bool:
+    from accounts.capabilities import Capability
+    from accounts.selectors import user_has_capability
+
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return False
+    return user_has_capability(user=user, capability=Capability.MANAGE_USERS)

@@ -76,7 +76,7 @@ def api_view(capability: Capability):
             if header.startswith("Bearer "):
                 user = user_for_api_token(raw=header.removeprefix("Bearer ").strip())
                 if user is None:
-                    return _error("Invalid or revoked token.", 401)
+                    return _error("Invalid, expired or revoked token.", 401)
                 request.user = user
             else:
                 if not request.user.is_authenticated:

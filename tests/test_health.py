@@ -1,12 +1,25 @@
 import time
 
 import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
 
+from accounts.capabilities import ADMINISTRATOR
 from config.celery import HEARTBEAT_KEY
 from tests.conftest import free_port
+from tests.factories import UserFactory
 
 
-def test_healthz_is_ok_with_database_redis_and_a_live_worker(client, celery_worker, db):
+@pytest.fixture
+def admin_client(db) -> Client:
+    """The details of each check are for administrators (anyone else: `ok` only)."""
+    client = Client()
+    client.force_login(UserFactory(username="ada", roles=[Group.objects.get(name=ADMINISTRATOR)]))
+    return client
+
+
+def test_healthz_is_ok_with_database_redis_and_a_live_worker(admin_client, celery_worker, db):
+    client = admin_client
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:  # the first heartbeat comes a few seconds after start
         body = client.get("/healthz").json()
@@ -20,7 +33,8 @@ def test_healthz_is_ok_with_database_redis_and_a_live_worker(client, celery_work
 
 
 @pytest.mark.django_db
-def test_healthz_is_degraded_but_up_when_no_worker_beats(client, redis_client):
+def test_healthz_is_degraded_but_up_when_no_worker_beats(admin_client, redis_client):
+    client = admin_client
     redis_client.delete(HEARTBEAT_KEY)
     redis_client.hset(HEARTBEAT_KEY, "gone@host", time.time() - 600)
     response = client.get("/healthz")

@@ -1,3 +1,4 @@
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
@@ -10,10 +11,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("username")
         parser.add_argument("--name", default="API token", help="what the token is for")
+        parser.add_argument(
+            "--days", type=int, default=None, help="how long it lives (default API_TOKEN_DAYS)"
+        )
 
-    def handle(self, *args, username: str, name: str, **options) -> None:
+    def handle(self, *args, username: str, name: str, days: int | None, **options) -> None:
         user = User.objects.filter(username=username, is_active=True).first()
         if user is None:
             raise CommandError(f"no active user {username!r}")
-        _, raw = api_token_create(actor=None, user=user, name=name)
+        try:
+            _, raw = api_token_create(actor=None, user=user, name=name, days=days)
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from exc
         self.stdout.write(raw)
