@@ -152,8 +152,11 @@ def record_unprocessed(
     error: str,
     started,
     started_clock: float,
+    outcome: str = QueryLogEntry.Outcome.ERROR,
 ) -> QueryLogEntry:
-    """The entry of a question that failed before anything about its asker could be read."""
+    """The entry of a question that was not processed: refused before anything was searched
+    (too long, a conversation that is not the asker's, no chat capability any more), or failed
+    before anything about its asker could be read. Nothing of the documents was read for it."""
     user = User.objects.filter(pk=user_id).first()
     with transaction.atomic():
         return querylog_append(
@@ -161,7 +164,7 @@ def record_unprocessed(
             username=user.get_username() if user is not None else "",
             conversation_id=conversation_id,
             question=storable(question),
-            outcome=QueryLogEntry.Outcome.ERROR,
+            outcome=outcome,
             error=error,
             retrieved=[],
             latency_ms=_elapsed_ms(started_clock),

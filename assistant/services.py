@@ -304,11 +304,17 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
     if not question:
         yield {"type": "error", "message": "Type a question first."}
         return
-    if len(ask.question) > settings.CHAT_MAX_MESSAGE_CHARS:
-        yield {
-            "type": "error",
-            "message": f"Questions are limited to {settings.CHAT_MAX_MESSAGE_CHARS} characters.",
-        }
+    limit = settings.CHAT_MAX_MESSAGE_CHARS
+    if len(ask.question) > limit:
+        # Not processed, still a question someone asked: logged, cut to the limit.
+        await _refused_unprocessed(
+            ask,
+            question=ask.question[:limit],
+            error=f"Not processed: {len(ask.question)} characters, over the limit of {limit}.",
+            started=started,
+            started_clock=started_clock,
+        )
+        yield {"type": "error", "message": f"Questions are limited to {limit} characters."}
         return
     # The context first, then the embedding of the standalone question, one after the other.
     # Run side by side on two threads they were slower (bench/chat_latency.py: context 18.5 ms
@@ -321,6 +327,13 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
         ctx, stopped = await _finish(sync_to_async(_load_context)(ask))
         result.mark("context", started_clock)
     except ChatRefused as exc:
+        await _refused_unprocessed(
+            ask,
+            question=ask.question,
+            error=f"Not processed: {exc}",
+            started=started,
+            started_clock=started_clock,
+        )
         yield {"type": "error", "message": str(exc)}
         return
     except (OperationalError, InterfaceError):
@@ -581,6 +594,21 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
         "quote": message.quote,
         "grounding": message.grounding,
     }
+
+
+async def _refused_unprocessed(ask: Ask, *, question: str, error: str, started, started_clock):
+    """Log a question refused before anything was read for it (one entry, outcome refused)."""
+    await _to_the_end(
+        sync_to_async(record_unprocessed)(
+            user_id=ask.user_id,
+            conversation_id=ask.conversation_id,
+            question=question,
+            error=error,
+            started=started,
+            started_clock=started_clock,
+            outcome=QueryLogEntry.Outcome.REFUSED,
+        )
+    )
 
 
 async def _finish(awaitable) -> tuple:

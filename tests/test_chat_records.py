@@ -105,6 +105,30 @@ async def test_an_unexpected_exception_in_the_service_still_leaves_one_entry(cas
     assert entries[0].error
 
 
+@pytest.mark.asyncio
+async def test_questions_refused_before_processing_are_logged_as_refused(cast, settings):
+    """Over the length limit, or into someone else's conversation: not processed, nothing
+    searched, but asked, so logged (cut to the limit)."""
+    hanas = await sync_to_async(
+        lambda: Conversation.objects.create(user=cast["hana"], title="Bands").pk
+    )()
+    ws = await connect(cast["sam"])
+    too_long = "Why? " + "x" * settings.CHAT_MAX_MESSAGE_CHARS
+    long_frames = await ask(ws, too_long, "q1")
+    foreign_frames = await ask(ws, "What is band E4?", "q2", conversation=hanas)
+    await ws.disconnect()
+    assert "limited to" in long_frames[-1]["message"]
+    assert foreign_frames[-1]["type"] == "error"
+    entries = await sync_to_async(_entries)()
+    assert [e.outcome for e in entries] == ["refused", "refused"]
+    long_entry, foreign_entry = entries
+    assert long_entry.question == too_long[: settings.CHAT_MAX_MESSAGE_CHARS]
+    assert str(len(too_long)) in long_entry.error
+    assert foreign_entry.question == "What is band E4?"
+    assert foreign_entry.conversation_id == hanas and foreign_entry.username == "sam"
+    assert foreign_entry.retrieved == [] and foreign_entry.used_chunks == []
+
+
 # --- the search API ----------------------------------------------------------------------------
 
 
