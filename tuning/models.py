@@ -127,6 +127,9 @@ class AdapterDocument(models.Model):
 
 
 class TrainingExample(models.Model):
+    """One generated pair. Its text is a copy of a fact of one document (none for the generic
+    refusals), so it may be shown only to someone who reads that document's collection."""
+
     class Split(models.TextChoices):
         TRAIN = "train", "Training"
         HELDOUT = "heldout", "Held out (paraphrased)"
@@ -140,6 +143,11 @@ class TrainingExample(models.Model):
     key = models.CharField(max_length=200, blank=True, help_text="What a right answer contains.")
     document_id = models.PositiveBigIntegerField(null=True)
     version = models.PositiveIntegerField(null=True)
+    collection_id = models.PositiveBigIntegerField(
+        null=True,
+        help_text="The collection the document was in when the pair was made: who may read the "
+        "pair's text (tuning.visibility). None with a document: unknown, shown to nobody.",
+    )
 
     class Meta:
         ordering = ["adapter", "split", "id"]

@@ -197,6 +197,8 @@ def dataset_build(*, adapter: Adapter) -> int:
         seed=adapter.name,
     )
     counts = data.documents
+    # Where each pair's text came from: who may see it on the adapter page (tuning.visibility).
+    collection_of = {t.document_id: t.collection_id for t in [*own, *foreign]}
     with transaction.atomic():
         AdapterDocument.objects.filter(adapter=adapter).delete()
         AdapterDocument.objects.bulk_create(
@@ -220,6 +222,7 @@ def dataset_build(*, adapter: Adapter) -> int:
                 key=e.key[:200],
                 document_id=e.document_id,
                 version=e.version,
+                collection_id=collection_of.get(e.document_id),
             )
             for e in [*data.train, *data.heldout, *probe]
         )
@@ -697,10 +700,10 @@ def adapters_mark_stale(*, document_ids: list[int], reason: str) -> list[int]:
 
     rows = AdapterDocument.objects.filter(
         document_id__in=document_ids, adapter__state__in=_ACTIVE_STATES
-    ).values_list("adapter_id", "document_id", "version", "collection_id", "document_title")
+    ).values_list("adapter_id", "document_id", "version", "collection_id")
     current = {d.pk: d for d in documents_current(document_ids=[r[1] for r in rows])}
     hit: dict[int, str] = {}
-    for adapter_id, document_id, version, collection_id, title in rows:
+    for adapter_id, document_id, version, collection_id in rows:
         doc = current.get(document_id)
         if (
             doc is None
@@ -708,7 +711,9 @@ def adapters_mark_stale(*, document_ids: list[int], reason: str) -> list[int]:
             or doc.indexed_version != version
             or doc.collection_id != collection_id
         ):
-            hit.setdefault(adapter_id, f"“{title}” {reason}.")
+            # No title: every adapter manager reads the reason (list, page, live socket), also
+            # those who do not read the document; the page's document table names it to readers.
+            hit.setdefault(adapter_id, f"A training document {reason}.")
     now = timezone.now()
     for adapter_id, why in hit.items():
         Adapter.objects.filter(pk=adapter_id, state__in=_ACTIVE_STATES).update(

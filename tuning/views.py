@@ -15,8 +15,8 @@ from django.views.decorators.http import require_POST
 
 from accounts.capabilities import Capability
 from accounts.decorators import capability_required
-from tuning import charts, selectors, services
-from tuning.forms import TrainForm
+from tuning import charts, selectors, services, visibility
+from tuning.forms import RoleStrategyForm, TrainForm
 from tuning.models import Adapter, RoleStrategy, TrainingExample
 
 manage_adapters = capability_required(Capability.MANAGE_ADAPTERS)
@@ -58,20 +58,28 @@ def adapter_train(request: HttpRequest) -> HttpResponse:
 
 @manage_adapters
 def adapter_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The adapter's state, scores and counts for every manager; its text (pairs, keys, probe
+    questions, evaluation answers, document titles) only where the viewer reads its source
+    collections (tuning.visibility)."""
     adapter = get_object_or_404(Adapter, pk=pk)
+    viewer = request.user
+    access = visibility.adapter_text_access(user=viewer, adapter=adapter)
+
+    def sample(split: str, limit: int = 20):
+        return visibility.examples_for_user(user=viewer, adapter=adapter, split=split, limit=limit)
+
     return render(
         request,
         "tuning/adapter_detail.html",
         {
             "adapter": adapter,
-            "documents": selectors.adapter_document_rows(adapter=adapter),
-            "train_sample": selectors.adapter_examples(adapter=adapter, split="train"),
-            "heldout_sample": selectors.adapter_examples(adapter=adapter, split="heldout"),
-            "probe_sample": selectors.adapter_examples(adapter=adapter, split="probe", limit=10),
-            "counts": {
-                split: adapter.examples.filter(split=split).count()
-                for split in TrainingExample.Split.values
-            },
+            "documents": visibility.document_rows_for_user(user=viewer, adapter=adapter),
+            "train_sample": sample(TrainingExample.Split.TRAIN),
+            "heldout_sample": sample(TrainingExample.Split.HELDOUT),
+            "probe_sample": sample(TrainingExample.Split.PROBE, limit=10),
+            "counts": {split: count.total for split, count in access.counts.items()},
+            "access": access,
+            "hidden_note": visibility.HIDDEN_NOTE if access.hides_text(adapter.metrics) else "",
             "loss_chart": charts.loss_svg(adapter.loss_history),
             "accuracy_chart": charts.accuracy_svg(adapter.metrics.get("heldout") or {}),
             "hybrid_sources": settings.TUNING_HYBRID_SOURCES,
@@ -111,14 +119,26 @@ def adapter_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @manage_adapters
 @require_POST
 def role_strategy(request: HttpRequest) -> HttpResponse:
-    role_id = request.POST.get("role", "")
-    role = get_object_or_404(Group, pk=int(role_id) if role_id.isdigit() else 0)
+    """Save one role's routing strategy. Whatever was posted, the answer is a redirect with a
+    message: a hostile role id or strategy is a form error, not a server error."""
+    form = RoleStrategyForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Routing not saved: " + _form_errors(form))
+        return redirect("tuning:adapter_list")
+    role = form.cleaned_data["role"]
     try:
         services.role_strategy_set(
-            actor=request.user, role=role, strategy=request.POST.get("strategy", "")
+            actor=request.user, role=role, strategy=form.cleaned_data["strategy"]
         )
     except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
+        messages.error(request, "Routing not saved: " + " ".join(exc.messages))
     else:
         messages.success(request, f"Routing for “{role.name}” saved.")
     return redirect("tuning:adapter_list")
+
+
+def _form_errors(form) -> str:
+    """The form's errors as one line, each named by its field (the message is one line)."""
+    return " ".join(
+        f"{name}: {message}" for name, errors in form.errors.items() for message in errors
+    )
