@@ -64,6 +64,12 @@ class CollectionForm(forms.Form):
     name = forms.CharField(max_length=120)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
     readers = RolesField(label="Roles that may read it")
+    managers = RolesField(
+        label="Managed by",
+        help_text="Members of these roles who hold “manage documents” upload, replace, move "
+        "and delete its documents; they see its text only if their roles also read it. "
+        "Administrators manage every collection.",
+    )
 
 
 class DateTimeLocalInput(forms.DateTimeInput):
@@ -87,7 +93,12 @@ class DocumentValidityForm(forms.Form):
 
 
 class DocumentMoveForm(forms.Form):
-    collection = forms.ModelChoiceField(queryset=Collection.objects.order_by("name"))
+    collection = forms.ModelChoiceField(queryset=Collection.objects.none())
+
+    def __init__(self, *args, collections, **kwargs) -> None:
+        # Only the collections the user manages: a move needs the right on both ends.
+        super().__init__(*args, **kwargs)
+        self.fields["collection"].queryset = collections
 
 
 def _token_lifetimes() -> list[tuple[str, str]]:

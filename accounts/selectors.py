@@ -3,6 +3,9 @@
 - Which collections may this user read?  `readable_collection_ids_query` (an SQL subquery for
   the search chokepoint and every other query that must be filtered in the database) and
   `user_readable_collection_ids`.
+- Whose documents may this user manage (upload, replace, move, delete)?
+  `managed_collection_ids_query` (an SQL subquery, like the readable one),
+  `user_managed_collection_ids`, `user_can_manage_collection`.
 - May this user see this object?  `user_may_see`, one rule per kind of object, failing closed for
   any kind it does not know.
 - What may this user do?  `user_capabilities` / `user_has_capability`.
@@ -23,13 +26,17 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import Group, Permission
 from django.contrib.postgres.aggregates import ArrayAgg
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from accounts.capabilities import BUILTIN_ROLES, Capability
 from accounts.models import ApiToken, User
-from ingestion.models import Collection
+from ingestion.freshness import fresh
+from ingestion.models import Collection, Document
+from ingestion.rls import reading_as
 
 _CollectionReaders = Collection.readers.through
+_CollectionManagers = Collection.managers.through
 
 
 def _active(user) -> bool:
@@ -76,6 +83,64 @@ def collections_readable_by(*, user) -> QuerySet[Collection]:
     return Collection.objects.filter(id__in=readable_collection_ids_query(user=user))
 
 
+def _holds(user, capability: Capability) -> QuerySet[Permission]:
+    """`capability` among the permissions of the user's roles, as a subquery that re-reads the
+    roles and the active flag (for `Exists`)."""
+    return Permission.objects.filter(
+        group__user__pk=user.pk,
+        group__user__is_active=True,
+        content_type__app_label="accounts",
+        codename=capability.value,
+    )
+
+
+def managed_collection_ids_query(*, user) -> QuerySet:
+    """The ids of the collections whose documents `user` may manage, as a lazy SQL subquery.
+
+    The rule: the user holds "manage documents" and one of their roles is among the
+    collection's `managers`; or the user holds "manage users", who edits every collection's
+    readers and managers anyway, and so manages every collection (also one created later).
+    Like the readable query, everything is re-read by the query itself.
+    """
+    if not _active(user):
+        return Collection.objects.none().values("id")
+    manager_role = _CollectionManagers.objects.filter(
+        collection_id=OuterRef("pk"), group__user__pk=user.pk
+    )
+    return (
+        Collection.objects.filter(
+            Exists(_holds(user, Capability.MANAGE_USERS))
+            | (Exists(_holds(user, Capability.MANAGE_DOCUMENTS)) & Exists(manager_role))
+        )
+        .order_by()
+        .values("id")
+    )
+
+
+def user_managed_collection_ids(*, user) -> frozenset[int]:
+    """The ids of the collections whose documents `user` may manage."""
+    return frozenset(managed_collection_ids_query(user=user).values_list("id", flat=True))
+
+
+def user_can_manage_collection(*, user, collection_id: int | None) -> bool:
+    if collection_id is None:
+        return False
+    return managed_collection_ids_query(user=user).filter(id=collection_id).exists()
+
+
+def collections_managed_by(*, user) -> QuerySet[Collection]:
+    """The collections `user` manages, by name (upload and move choices)."""
+    return Collection.objects.filter(id__in=managed_collection_ids_query(user=user)).order_by(
+        "name"
+    )
+
+
+def user_manages_every_collection(*, user) -> bool:
+    """Whether `user` manages all collections, present and future ("manage users"): only such a
+    user may see figures about the whole index, such as the size of the chunk table."""
+    return _active(user) and _holds(user, Capability.MANAGE_USERS).exists()
+
+
 # --- capabilities -----------------------------------------------------------------------------
 
 
@@ -119,6 +184,28 @@ def _by_collection(user, obj) -> bool:
     return user_can_read_collection(user=user, collection_id=getattr(obj, "collection_id", None))
 
 
+def _current_document(user, document_id: int | None) -> bool:
+    """Whether the reader's document view would open this document: readable and fresh (the
+    search's own freshness rule), in one query, inside the user's row-level security scope."""
+    if document_id is None:
+        return False
+    current = Document.objects.filter(
+        fresh(timezone.now()),
+        pk=document_id,
+        collection_id__in=readable_collection_ids_query(user=user),
+    )
+    with reading_as(user=user):
+        return current.exists()
+
+
+def _document(user, obj) -> bool:
+    return _current_document(user, obj.pk)
+
+
+def _chunk(user, obj) -> bool:
+    return _by_collection(user, obj) and _current_document(user, obj.document_id)
+
+
 def _collection(user, obj) -> bool:
     return user_can_read_collection(user=user, collection_id=obj.pk)
 
@@ -131,15 +218,17 @@ def _reviewer(user, obj) -> bool:
     return user_has_capability(user=user, capability=Capability.REVIEW_QUERYLOG)
 
 
-# One rule per model label. Documents, chunks and citations are readable through their
-# collection; a conversation only by its owner; a query-log entry, and an export of the log, only
+# One rule per model label. Collections and citations are readable through their collection;
+# documents and chunks also only while the document is current (what the reader's document view
+# and the search show: not expired, not superseded, within its dates); a conversation only by
+# its owner; a query-log entry, and an export of the log, only
 # by a compliance officer (who reads the chunk texts an entry used through the entry alone).
 # The apps that define these models refine their rules here (freshness of documents, say),
 # never in their own views. Objects of any other kind are refused.
 _RULES: dict[str, Callable[[User, object], bool]] = {
     "ingestion.collection": _collection,
-    "ingestion.document": _by_collection,
-    "ingestion.chunk": _by_collection,
+    "ingestion.document": _document,
+    "ingestion.chunk": _chunk,
     "assistant.citation": _by_collection,
     "assistant.conversation": _own,
     "compliance.querylogentry": _reviewer,
@@ -270,7 +359,7 @@ def user_list(*, search: str = "") -> QuerySet[User]:
 
 
 def collection_list() -> QuerySet[Collection]:
-    return Collection.objects.prefetch_related("readers").order_by("name")
+    return Collection.objects.prefetch_related("readers", "managers").order_by("name")
 
 
 def user_for_api_token(*, raw: str) -> User | None:

@@ -15,10 +15,9 @@ from functools import wraps
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
-from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -26,12 +25,12 @@ from django.views.decorators.csrf import csrf_exempt
 from redis import RedisError
 
 from accounts.capabilities import Capability
-from accounts.selectors import user_for_api_token, user_has_capability
+from accounts.selectors import collections_managed_by, user_for_api_token, user_has_capability
 from assistant.rate import question_allowed
-from assistant.recording import record_search
+from assistant.recording import record_search, storable
 from ingestion import selectors, services
 from ingestion.models import Collection, Document
-from ingestion.rls import managing_documents
+from ingestion.rls import managing_collections
 
 
 class SizeLimitUploadHandler(FileUploadHandler):
@@ -91,8 +90,9 @@ def api_view(capability: Capability):
             if not user_has_capability(user=request.user, capability=capability):
                 return _error(f"Your roles do not allow this ({capability.label}).", 403)
             if capability == Capability.MANAGE_DOCUMENTS:
-                # Document administration sees every document (row-level security scope).
-                with managing_documents():
+                # Document administration sees the documents of the collections this user
+                # manages (row-level security scope); the views filter by the same set in SQL.
+                with managing_collections(user=request.user):
                     return view(request, *args, **kwargs)
             return view(request, *args, **kwargs)
 
@@ -146,6 +146,21 @@ def _is_id(value: str) -> bool:
     return value.isascii() and value.isdigit() and 0 < len(value) <= 18
 
 
+def _managed_or_404(request: HttpRequest, pk) -> Document:
+    """A document the caller manages; any other is "not found", as for a reader."""
+    found = selectors.document_get_managed(user=request.user, document_id=pk)
+    if found is None:
+        raise Http404("No such document.")
+    return found
+
+
+def _managed_collection(request: HttpRequest, ref) -> Collection | None:
+    """A collection the caller manages, by id or slug; None for any other (same as unknown)."""
+    managed = collections_managed_by(user=request.user)
+    lookup = {"pk": ref} if _is_id(str(ref)) else {"slug": ref}
+    return managed.filter(**lookup).first()
+
+
 def install_size_limit(request: HttpRequest) -> None:
     # Must run before anything reads request.POST or request.FILES (the CSRF check does).
     if not hasattr(request, "_size_limit"):
@@ -178,6 +193,7 @@ def documents(request: HttpRequest) -> JsonResponse:
     if request.method == "GET":
         collection = request.GET.get("collection")
         found = selectors.document_list(
+            user=request.user,
             collection_id=int(collection) if collection and _is_id(collection) else None,
             state=request.GET.get("state", ""),
         )[:500]
@@ -201,16 +217,16 @@ def documents(request: HttpRequest) -> JsonResponse:
         return _error(" ".join(exc.messages), 400)
     if "\x00" in "".join(request.POST.values()):
         return _error("Fields may not contain NUL characters.", 400)
-    document = get_object_or_404(Document, pk=target) if _is_id(target) else None
+    document = _managed_or_404(request, target) if _is_id(target) else None
     if document is None:
-        lookup = {"pk": collection_ref} if _is_id(collection_ref) else {"slug": collection_ref}
-        collection = Collection.objects.filter(**lookup).first()
+        collection = _managed_collection(request, collection_ref)
         if collection is None:
-            return _error("Choose a collection (id or slug).", 400)
+            return _error("Choose a collection you manage (id or slug).", 400)
     else:
         collection = document.collection
     if _is_id(supersedes):
-        common["supersedes"] = get_object_or_404(Document, pk=supersedes)
+        # Replacing a document retires it: that needs the right on its collection too.
+        common["supersedes"] = _managed_or_404(request, supersedes)
     files = request.FILES.getlist("file")
     refused = request._size_limit.too_large
     if not files and not refused:
@@ -255,7 +271,7 @@ def documents(request: HttpRequest) -> JsonResponse:
 @api_view(Capability.MANAGE_DOCUMENTS)
 def document(request: HttpRequest, pk: int) -> JsonResponse:
     """GET a document; DELETE it (chunks and files too)."""
-    found = get_object_or_404(Document.objects.select_related("collection"), pk=pk)
+    found = _managed_or_404(request, pk)
     if request.method == "GET":
         return JsonResponse(document_json(found))
     if request.method == "DELETE":
@@ -268,7 +284,7 @@ def document(request: HttpRequest, pk: int) -> JsonResponse:
 def document_retry(request: HttpRequest, pk: int) -> JsonResponse:
     if request.method != "POST":
         return _error("Use POST.", 405)
-    found = get_object_or_404(Document, pk=pk)
+    found = _managed_or_404(request, pk)
     try:
         services.document_retry(actor=request.user, document=found)
     except ValidationError as exc:
@@ -281,13 +297,14 @@ def document_retry(request: HttpRequest, pk: int) -> JsonResponse:
 def document_move(request: HttpRequest, pk: int) -> JsonResponse:
     if request.method != "POST":
         return _error("Use POST.", 405)
-    found = get_object_or_404(Document, pk=pk)
+    found = _managed_or_404(request, pk)
     try:
         payload = json.loads(request.body or b"{}")
-        collection = Collection.objects.get(pk=int(payload["collection"]))
+        # The target must be managed too: a move needs the right on both collections.
+        collection = collections_managed_by(user=request.user).get(pk=int(payload["collection"]))
         services.document_move(actor=request.user, document=found, collection=collection)
     except (ValueError, KeyError, TypeError, Collection.DoesNotExist):
-        return _error('Send {"collection": <id>}.', 400)
+        return _error('Send {"collection": <id of a collection you manage>}.', 400)
     except ValidationError as exc:
         return _error(" ".join(exc.messages), 400)
     found.refresh_from_db()
@@ -305,6 +322,8 @@ def search(request: HttpRequest) -> JsonResponse:
     query = request.GET.get("q", "").strip()[:2000]
     if not query:
         return _error("Give a query in `q`.", 400)
+    if storable(query) != query:
+        return _error("The query holds a character that cannot be searched (NUL).", 400)
     try:
         k = int(request.GET.get("k", "5"))
     except ValueError:

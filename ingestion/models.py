@@ -14,7 +14,7 @@ EMBEDDING_DIMENSIONS = 384
 
 
 class Collection(models.Model):
-    """A named set of documents and the roles that may read it.
+    """A named set of documents, the roles that may read it and the roles that manage it.
 
     A user reads the union of their roles' collections. Every document lives in exactly one
     collection and every chunk row carries its collection id, so access is one SQL filter.
@@ -28,6 +28,15 @@ class Collection(models.Model):
         related_name="readable_collections",
         blank=True,
         help_text="Roles whose members may read this collection's documents.",
+    )
+    # Who may upload, replace, move and delete this collection's documents: members of these
+    # roles who also hold "manage documents" (and every holder of "manage users"). Kept apart
+    # from `readers`: a role may manage documents it may not read (accounts.selectors).
+    managers = models.ManyToManyField(
+        Group,
+        related_name="managed_collections",
+        blank=True,
+        help_text="Roles whose members, holding “manage documents”, manage its documents.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -6,15 +6,18 @@ process's database role, a query that forgets that filter returns nothing instea
 See docs/security.md for the roles, the policies and the threat model.
 
 Each transaction that reads documents or chunks as the web role first says what it may see,
-with a transaction-local setting (`set_config(…, true)`), set by one of two context managers:
+with a transaction-local setting (`set_config(…, true)`), set by one of three context managers:
 
 - `reading_as(user=…)`: the collections the user may read, asked of the access module inside
   the same statement that sets them (`counsel.readable_collections`, a comma list of ids);
-- `managing_documents()`: every row (`counsel.access_scope = 'all'`), for the document
-  administration paths, which the views open only to users with the "manage documents"
-  capability.
+- `managing_collections(user=…)`: the collections whose documents the user may manage, asked
+  of the access module the same way (`counsel.managed_collections`), for the document
+  administration pages and API;
+- `managing_documents()`: every row (`counsel.access_scope = 'all'`), for system paths that
+  act for nobody in particular (tuning's training texts, staleness checks).
 
-Without either, the policies admit no row. The table owner (migrations, Celery workers,
+A row is visible when its collection is in either list, or in the "all" scope. Without any of
+them, the policies admit no row. The table owner (migrations, Celery workers,
 management commands) has a policy of its own that admits every row.
 """
 
@@ -28,9 +31,10 @@ from django.db import connection, transaction
 
 RLS_TABLES = ("ingestion_document", "ingestion_chunk")
 READABLE_SETTING = "counsel.readable_collections"
+MANAGED_SETTING = "counsel.managed_collections"
 SCOPE_SETTING = "counsel.access_scope"
 
-# The policies read the settings through these two functions, each called once per statement
+# The policies read the settings through these three functions, each called once per statement
 # (a scalar sub-select becomes an InitPlan), not once per row. A malformed list fails the
 # statement: closed, not open.
 FUNCTIONS = f"""
@@ -38,6 +42,12 @@ CREATE OR REPLACE FUNCTION counsel_readable_collections() RETURNS bigint[]
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT coalesce(
         string_to_array(nullif(current_setting('{READABLE_SETTING}', true), ''), ',')::bigint[],
+        '{{}}'::bigint[])
+$$;
+CREATE OR REPLACE FUNCTION counsel_managed_collections() RETURNS bigint[]
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT coalesce(
+        string_to_array(nullif(current_setting('{MANAGED_SETTING}', true), ''), ',')::bigint[],
         '{{}}'::bigint[])
 $$;
 CREATE OR REPLACE FUNCTION counsel_manages_all() RETURNS boolean
@@ -49,7 +59,7 @@ $$;
 # Fresh chunks in the whole table, for the search planner's "does this user read most of the
 # table?" (a count, nothing else). SECURITY DEFINER: it runs as the owner, whose policy admits
 # every row, so that the web role's restricted view does not change the plan. The freshness
-# test is `ingestion.selectors._fresh`, written out in SQL (tests/test_rls.py compares them).
+# test is `ingestion.freshness.fresh`, written out in SQL (tests/test_rls.py compares them).
 TOTAL_FUNCTION = """
 CREATE OR REPLACE FUNCTION ingestion_fresh_chunk_total(at timestamptz) RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
@@ -84,22 +94,34 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 $$;
 """
 
+# A row is in scope when its collection is readable or managed in this transaction, or in the
+# "all" scope. The same condition checks writes: a row cannot be moved out of the scope.
+_IN_SCOPE = """(collection_id = ANY ((SELECT counsel_readable_collections())::bigint[])
+           OR collection_id = ANY ((SELECT counsel_managed_collections())::bigint[])
+           OR (SELECT counsel_manages_all()))"""
+
 # FORCE: the owner is subject to the policies too; its access is the explicit `owner_all`
 # policy below (`TO CURRENT_USER`: the role that runs the migration, i.e. the owner), not a
-# silent exemption by ownership. Every other role gets `access_scope`.
-POLICIES = "\n".join(
+# silent exemption by ownership. Every other role gets `access_scope`. Each policy is dropped
+# (if there) and created again, so that this text can run again on a database that has it:
+# migration 0005 runs the current text on a fresh database, and later migrations re-run it.
+OWNER_POLICIES = "\n".join(
     f"""
 ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
 ALTER TABLE {table} FORCE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS owner_all ON {table};
 CREATE POLICY owner_all ON {table} TO CURRENT_USER USING (true) WITH CHECK (true);
-CREATE POLICY access_scope ON {table} TO PUBLIC
-    USING (collection_id = ANY ((SELECT counsel_readable_collections())::bigint[])
-           OR (SELECT counsel_manages_all()))
-    WITH CHECK (collection_id = ANY ((SELECT counsel_readable_collections())::bigint[])
-                OR (SELECT counsel_manages_all()));
 """
     for table in RLS_TABLES
 )
+SCOPE_POLICIES = "\n".join(
+    f"""
+DROP POLICY IF EXISTS access_scope ON {table};
+CREATE POLICY access_scope ON {table} TO PUBLIC USING {_IN_SCOPE} WITH CHECK {_IN_SCOPE};
+"""
+    for table in RLS_TABLES
+)
+POLICIES = OWNER_POLICIES + SCOPE_POLICIES
 
 INSTALL = FUNCTIONS + TOTAL_FUNCTION + POLICIES
 
@@ -114,21 +136,31 @@ DROP = "\n".join(
         "DROP FUNCTION IF EXISTS ingestion_fresh_chunk_total(timestamptz);",
         "DROP FUNCTION IF EXISTS ingestion_chunk_text_search(text, bigint[], bigint[], integer);",
         "DROP FUNCTION IF EXISTS counsel_manages_all();",
+        "DROP FUNCTION IF EXISTS counsel_managed_collections();",
         "DROP FUNCTION IF EXISTS counsel_readable_collections();",
     ]
 )
 
 
+# The access module's subqueries behind each list setting: (function name, its id column, how
+# often the user's id appears in it).
+_ACCESS_QUERIES = {
+    READABLE_SETTING: ("readable_collection_ids_query", "collection_id", 1),
+    MANAGED_SETTING: ("managed_collection_ids_query", "id", 3),
+}
+
+
 @functools.cache
-def _readable_sql() -> tuple[str, tuple]:
+def _access_sql(setting: str) -> tuple[str, tuple]:
     # The access module's own subquery, compiled once with a marker user id and bound per call
     # (as ingestion.selectors does for the search statements).
-    from accounts.selectors import readable_collection_ids_query
+    from accounts import selectors as access
     from ingestion.selectors import _MARK_USER, _MarkerUser
 
-    sql, params = readable_collection_ids_query(user=_MarkerUser()).query.sql_with_params()
-    if sum(1 for p in params if p == _MARK_USER) != 1:
-        raise RuntimeError(f"readable collections: marker not found in {params!r}")
+    function, _column, markers = _ACCESS_QUERIES[setting]
+    sql, params = getattr(access, function)(user=_MarkerUser()).query.sql_with_params()
+    if sum(1 for p in params if type(p) is int and p == _MARK_USER) != markers:
+        raise RuntimeError(f"{function}: marker not found {markers} times in {params!r}")
     return sql, params
 
 
@@ -163,48 +195,66 @@ def _scoped(name: str, set_value) -> Iterator[None]:
                 _set(cursor, name, previous)
 
 
+def _user_scope(setting: str, user):
+    """A `set_value` for `_scoped`: one statement asks the access module for the user's
+    collections and sets them, so the list is never older than the statement."""
+    user_id = _active_user_id(user)
+
+    def set_value(cursor) -> None:
+        if user_id is None:
+            _set(cursor, setting, "")
+            return
+        from ingestion.selectors import _MARK_USER
+
+        sql, params = _access_sql(setting)
+        column = _ACCESS_QUERIES[setting][1]
+        cursor.execute(
+            f"SELECT set_config(%s, coalesce((SELECT string_agg(DISTINCT r.{column}::text,"  # noqa: S608
+            f" ',') FROM ({sql}) r), ''), true)",
+            [setting, *(user_id if type(p) is int and p == _MARK_USER else p for p in params)],
+        )
+
+    return set_value
+
+
 @contextmanager
 def reading_as(*, user) -> Iterator[None]:
     """A transaction in which documents and chunks of the collections `user` may read are
     visible to the web role (and nothing else). Reads the readable set from the database in
     the statement that sets it: a revoked role is seen at once."""
-    user_id = _active_user_id(user)
-
-    def set_value(cursor) -> None:
-        if user_id is None:
-            _set(cursor, READABLE_SETTING, "")
-            return
-        from ingestion.selectors import _MARK_USER
-
-        sql, params = _readable_sql()
-        cursor.execute(
-            "SELECT set_config(%s, coalesce((SELECT string_agg(DISTINCT r.collection_id::text,"  # noqa: S608
-            f" ',') FROM ({sql}) r), ''), true)",
-            [READABLE_SETTING, *(user_id if p == _MARK_USER else p for p in params)],
-        )
-
-    with _scoped(READABLE_SETTING, set_value):
+    with _scoped(READABLE_SETTING, _user_scope(READABLE_SETTING, user)):
         yield
 
 
 @contextmanager
-def managing_documents() -> Iterator[None]:
-    """A transaction in which every document and chunk is visible to the web role: document
-    administration (lists, uploads, moves, deletions, index statistics). Callers check the
-    "manage documents" capability first."""
-    with _scoped(SCOPE_SETTING, lambda cursor: _set(cursor, SCOPE_SETTING, "all")):
+def managing_collections(*, user) -> Iterator[None]:
+    """A transaction in which documents and chunks of the collections `user` manages are
+    visible to the web role: the document administration pages and API, for that user. Like
+    `reading_as`, the set is re-read in the statement that sets it. Seeing a row is not reading
+    it: the pages show content only where the user may also read the collection."""
+    with _scoped(MANAGED_SETTING, _user_scope(MANAGED_SETTING, user)):
         yield
 
 
-def managing_documents_view(view):
-    """`managing_documents()` around a whole view, template rendering included."""
+def managing_collections_view(view):
+    """`managing_collections(user=request.user)` around a whole view, template included."""
 
     @functools.wraps(view)
-    def wrapped(*args, **kwargs):
-        with managing_documents():
-            return view(*args, **kwargs)
+    def wrapped(request, *args, **kwargs):
+        with managing_collections(user=request.user):
+            return view(request, *args, **kwargs)
 
     return wrapped
+
+
+@contextmanager
+def managing_documents() -> Iterator[None]:
+    """A transaction in which every document and chunk is visible to the web role. Only for
+    system paths that act for no user in particular and filter by collection themselves
+    (tuning's training texts, staleness checks); a user's document administration uses
+    `managing_collections`."""
+    with _scoped(SCOPE_SETTING, lambda cursor: _set(cursor, SCOPE_SETTING, "all")):
+        yield
 
 
 # --- the web role's privileges ----------------------------------------------------------------

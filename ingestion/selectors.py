@@ -24,19 +24,22 @@ from django.db import connection, transaction
 from django.db.models import (
     BooleanField,
     Count,
-    Exists,
     ExpressionWrapper,
     F,
-    OuterRef,
     Q,
     QuerySet,
     Sum,
 )
 from django.utils import timezone
 
-from accounts.selectors import readable_collection_ids_query
+from accounts.selectors import (
+    managed_collection_ids_query,
+    readable_collection_ids_query,
+    user_manages_every_collection,
+)
+from ingestion.freshness import fresh
 from ingestion.models import Chunk, Collection, Document, DocumentVersion
-from ingestion.rls import managing_documents, reading_as
+from ingestion.rls import managing_collections, managing_documents, reading_as
 
 
 @dataclass(frozen=True)
@@ -56,18 +59,8 @@ class SearchHit:
     text_rank: int | None
 
 
-def _fresh(now) -> Q:
-    return (
-        Q(indexed_version__isnull=False)
-        & ~Q(state=Document.State.EXPIRED)
-        & (Q(valid_until__isnull=True) | Q(valid_until__gt=now))
-        & (Q(valid_from__isnull=True) | Q(valid_from__lte=now))
-        # A document replaced by another one disappears the moment its successor is indexed.
-        # NOT EXISTS, not the negated reverse lookup: Django compiles that to LEFT JOIN … IS
-        # NULL, which PostgreSQL estimates at about one live document and then joins every
-        # chunk to the documents in a nested loop (bench/search.py measured it).
-        & ~Exists(Document.objects.filter(supersedes=OuterRef("pk"), indexed_version__isnull=False))
-    )
+# The freshness rule lives in its own module, so that the access module can use it too.
+_fresh = fresh
 
 
 def documents_for_user(*, user) -> QuerySet[Document]:
@@ -533,11 +526,23 @@ def documents_current(*, document_ids: Iterable[int]) -> list[Document]:
 
 
 # --- administration ---------------------------------------------------------------------------
+#
+# Document administration sees the documents of the collections the user manages
+# (accounts.selectors.managed_collection_ids_query), in every state, filtered in SQL; the views
+# run inside `managing_collections(user=…)`, so the web role sees the same rows. Managing is not
+# reading: content (passages, the stored file) comes only through the functions below that also
+# require the collection to be readable by the user.
 
 
-def document_list(*, collection_id: int | None = None, state: str = "") -> QuerySet[Document]:
-    """All documents, for administrators who manage documents (titles and states, no text)."""
-    documents = Document.objects.select_related("collection", "uploaded_by")
+def documents_managed_by(*, user) -> QuerySet[Document]:
+    """Every document, whatever its state, in the collections `user` manages (titles, states,
+    metadata; no text). A document outside them is "not found", as for a reader."""
+    return Document.objects.filter(collection_id__in=managed_collection_ids_query(user=user))
+
+
+def document_list(*, user, collection_id: int | None = None, state: str = "") -> QuerySet[Document]:
+    """The documents `user` manages, for the documents page and API (`collection_id` narrows)."""
+    documents = documents_managed_by(user=user).select_related("collection", "uploaded_by")
     if collection_id:
         documents = documents.filter(collection_id=collection_id)
     if state:
@@ -545,10 +550,74 @@ def document_list(*, collection_id: int | None = None, state: str = "") -> Query
     return documents
 
 
-def index_stats() -> dict:
-    """Counts per collection and state, and the size of the chunk table and its indexes."""
+def document_get_managed(*, user, document_id: int) -> Document | None:
+    """One document `user` manages, or None (missing and not managed are the same)."""
+    return (
+        documents_managed_by(user=user)
+        .select_related("collection", "uploaded_by")
+        .filter(pk=document_id)
+        .first()
+    )
+
+
+def user_manages_document(*, user, document_id: int) -> bool:
+    """Whether `user` manages this document's collection, in its own management scope: for
+    pushing a document's live state (title, state, reason) only to the managers of its
+    collection (the documents page's websocket, ingestion.consumers)."""
+    with managing_collections(user=user):
+        return documents_managed_by(user=user).filter(pk=document_id).exists()
+
+
+def _managed_and_readable(*, user, document_id: int) -> Document | None:
+    return (
+        documents_managed_by(user=user)
+        .filter(pk=document_id, collection_id__in=readable_collection_ids_query(user=user))
+        .first()
+    )
+
+
+def document_preview_for_manager(
+    *, user, document_id: int, limit: int = 3
+) -> list[tuple[str, str]] | None:
+    """The first passages (heading, text) of a managed document's indexed version, for its
+    administration page; None when `user` may not also read its collection, so that the page
+    shows no content. Unlike the reader's view this ignores freshness: a manager checks what
+    was indexed, also for a document that is superseded or not yet valid."""
+    with reading_as(user=user):
+        document = _managed_and_readable(user=user, document_id=document_id)
+        if document is None:
+            return None
+        if document.indexed_version is None:
+            return []
+        return list(
+            Chunk.objects.filter(
+                document_id=document.pk,
+                collection_id__in=readable_collection_ids_query(user=user),
+                version=document.indexed_version,
+            )
+            .order_by("ordinal")
+            .values_list("heading", "text")[:limit]
+        )
+
+
+def document_original_for_manager(*, user, document_id: int) -> DocumentVersion | None:
+    """The stored file of a managed document's latest version, for a manager who may also read
+    its collection; None otherwise (or when nothing was stored)."""
+    with reading_as(user=user):
+        document = _managed_and_readable(user=user, document_id=document_id)
+        if document is None:
+            return None
+        version = document.versions.filter(version=document.version).first()
+    return version if version is not None and version.file else None
+
+
+def index_stats(*, user) -> dict:
+    """Counts per managed collection and state; the size of the chunk table and its indexes
+    (figures about every collection) only for a user who manages every collection, else None."""
+    managed = managed_collection_ids_query(user=user)
     per_collection = list(
-        Collection.objects.annotate(
+        Collection.objects.filter(id__in=managed)
+        .annotate(
             document_count=Count("documents", distinct=True),
             chunks=Sum("documents__chunk_count"),
             indexed=Count("documents", filter=Q(documents__state="indexed"), distinct=True),
@@ -559,21 +628,31 @@ def index_stats() -> dict:
                 distinct=True,
             ),
             expired=Count("documents", filter=Q(documents__state="expired"), distinct=True),
-        ).order_by("name")
+        )
+        .order_by("name")
     )
-    states = dict(Document.objects.values_list("state").annotate(n=Count("pk")).order_by())
+    states = dict(
+        documents_managed_by(user=user).values_list("state").annotate(n=Count("pk")).order_by()
+    )
+    stats = {
+        "collections": per_collection,
+        "states": states,
+        "chunks": Chunk.objects.filter(collection_id__in=managed).count(),
+        "bytes_total": None,
+        "bytes_table": None,
+        "bytes_hnsw": None,
+    }
+    if user_manages_every_collection(user=user):
+        stats.update(_table_sizes())
+    return stats
+
+
+def _table_sizes() -> dict:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_total_relation_size(%s), pg_relation_size(%s), "
-            "pg_relation_size('chunk_embedding_hnsw'), (SELECT count(*) FROM ingestion_chunk)",
+            "pg_relation_size('chunk_embedding_hnsw')",
             [Chunk._meta.db_table, Chunk._meta.db_table],
         )
-        total, heap, hnsw, chunk_rows = cursor.fetchone()
-    return {
-        "collections": per_collection,
-        "states": states,
-        "chunks": chunk_rows,
-        "bytes_total": total,
-        "bytes_table": heap,
-        "bytes_hnsw": hnsw,
-    }
+        total, heap, hnsw = cursor.fetchone()
+    return {"bytes_total": total, "bytes_table": heap, "bytes_hnsw": hnsw}

@@ -31,7 +31,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import Group
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
@@ -42,6 +42,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from accounts.models import User
+from accounts.selectors import managed_collection_ids_query
 from accounts.services import audit_record
 from ingestion import chunking, extraction
 from ingestion.models import Chunk, Collection, Document, DocumentVersion
@@ -60,6 +61,24 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 # The channel-layer group the documents page listens to (see ingestion.consumers).
 PROGRESS_GROUP = "ingest.progress"
 _PROGRESS_INTERVAL = 0.5  # seconds between progress pushes for one document
+
+# --- who may change documents ---------------------------------------------------------------
+
+
+def _check_manages(actor: User | None, *collection_ids: int) -> None:
+    """Refuse unless `actor` manages every one of `collection_ids` (accounts.selectors).
+
+    The views and the API already look documents up among the managed ones; this is the second
+    check, for any other caller that passes a user. `actor` None is the system (management
+    commands, workers, tests): no check. One SQL query, re-reading the grants.
+    """
+    if actor is None:
+        return
+    wanted = set(collection_ids)
+    managed = managed_collection_ids_query(user=actor).filter(id__in=wanted)
+    if set(managed.values_list("id", flat=True)) != wanted:
+        raise PermissionDenied("Your roles do not manage this collection's documents.")
+
 
 # --- collections ------------------------------------------------------------------------------
 
@@ -92,21 +111,26 @@ def collection_create(
     name: str,
     description: str = "",
     readers: Iterable[Group] = (),
+    managers: Iterable[Group] = (),
     slug: str | None = None,
 ) -> Collection:
     name = _clean_name(name)
-    readers = list(readers)
+    readers, managers = list(readers), list(managers)
     collection = Collection.objects.create(
         name=name,
         slug=slug or _unique_slug(name),
         description=description.strip(),
     )
     collection.readers.set(readers)
+    collection.managers.set(managers)
     audit_record(
         actor=actor,
         action="collection.create",
         target=collection,
-        details={"readers": sorted(r.name for r in readers)},
+        details={
+            "readers": sorted(r.name for r in readers),
+            "managers": sorted(r.name for r in managers),
+        },
     )
     return collection
 
@@ -119,11 +143,13 @@ def collection_update(
     name: str,
     description: str,
     readers: Iterable[Group],
+    managers: Iterable[Group] | None = None,
 ) -> Collection:
-    """Rename a collection and set the roles that read it; effective on the next question.
+    """Rename a collection and set the roles that read it and the roles that manage its
+    documents (None: unchanged); effective on the next question or page.
 
-    No chunk is touched: chunks carry the collection id, and who reads a collection is looked
-    up in the same SQL statement as every search.
+    No chunk is touched: chunks carry the collection id, and who reads or manages a collection
+    is looked up in the same SQL statement as every search and every management page.
     """
     Collection.objects.select_for_update().get(pk=collection.pk)
     details: dict = {}
@@ -136,15 +162,22 @@ def collection_update(
         details["description"] = {"before": collection.description, "after": description}
         collection.description = description
     collection.save()
-    readers = list(readers)
-    before = sorted(collection.readers.values_list("name", flat=True))
-    after = sorted(r.name for r in readers)
-    if before != after:
-        collection.readers.set(readers)
-        details["readers"] = {"before": before, "after": after}
+    _set_roles(collection.readers, readers, "readers", details)
+    if managers is not None:
+        _set_roles(collection.managers, managers, "managers", details)
     if details:
         audit_record(actor=actor, action="collection.update", target=collection, details=details)
     return collection
+
+
+def _set_roles(relation, roles: Iterable[Group], key: str, details: dict) -> None:
+    """Set a collection's readers or managers, noting the change (by role name) for the audit."""
+    roles = list(roles)
+    before = sorted(relation.values_list("name", flat=True))
+    after = sorted(r.name for r in roles)
+    if before != after:
+        relation.set(roles)
+        details[key] = {"before": before, "after": after}
 
 
 # --- uploads ----------------------------------------------------------------------------------
@@ -268,6 +301,7 @@ def document_upload(
     filename = clean_filename(filename)
     if document is not None:
         collection = document.collection
+    _check_manages(actor, collection.pk, *([supersedes.collection_id] if supersedes else []))
     if size > max_upload_bytes():
         reason = (
             f"The file is {size / 1024 / 1024:.1f} MB; the limit is "
@@ -692,8 +726,9 @@ def documents_expire() -> list[int]:
 
 
 @transaction.atomic
-def document_retry(*, actor: User, document: Document) -> Document:
+def document_retry(*, actor: User | None, document: Document) -> Document:
     document = Document.objects.select_for_update().get(pk=document.pk)
+    _check_manages(actor, document.collection_id)
     if not document.versions.exists():
         raise ValidationError("This upload was refused before it was stored; upload it again.")
     document.state, document.state_reason = Document.State.QUEUED, ""
@@ -706,8 +741,10 @@ def document_retry(*, actor: User, document: Document) -> Document:
 
 
 @transaction.atomic
-def document_delete(*, actor: User, document: Document) -> None:
+def document_delete(*, actor: User | None, document: Document) -> None:
     """Delete a document, its chunks and its stored files (the files once the row is gone)."""
+    document = Document.objects.select_for_update().select_related("collection").get(pk=document.pk)
+    _check_manages(actor, document.collection_id)
     names = [n for n in document.versions.values_list("file", flat=True) if n]
     audit_record(
         actor=actor,
@@ -727,9 +764,10 @@ def document_delete(*, actor: User, document: Document) -> None:
 
 
 @transaction.atomic
-def document_move(*, actor: User, document: Document, collection: Collection) -> Document:
+def document_move(*, actor: User | None, document: Document, collection: Collection) -> Document:
     """Move a document to another collection: its readers change at once, nothing re-embedded."""
     document = Document.objects.select_for_update().get(pk=document.pk)
+    _check_manages(actor, document.collection_id, collection.pk)
     before = document.collection
     if before.pk == collection.pk:
         return document
@@ -756,7 +794,7 @@ def document_move(*, actor: User, document: Document, collection: Collection) ->
 @transaction.atomic
 def document_set_validity(
     *,
-    actor: User,
+    actor: User | None,
     document: Document,
     valid_from: datetime | None,
     valid_until: datetime | None,
@@ -768,6 +806,7 @@ def document_set_validity(
     if valid_from and valid_until and valid_until <= valid_from:
         raise ValidationError("“Valid until” must be after “valid from”.")
     document = Document.objects.select_for_update().get(pk=document.pk)
+    _check_manages(actor, document.collection_id)
     before = {"valid_from": document.valid_from, "valid_until": document.valid_until}
     document.valid_from, document.valid_until = valid_from, valid_until
     revive = document.state == Document.State.EXPIRED and (

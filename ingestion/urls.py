@@ -12,6 +12,7 @@ urlpatterns = [
     path("manage/documents/<int:pk>/", views.document_detail, name="document_detail"),
     path("manage/documents/<int:pk>/retry/", views.document_retry, name="document_retry"),
     path("manage/documents/<int:pk>/delete/", views.document_delete, name="document_delete"),
+    path("manage/documents/<int:pk>/original/", views.document_original, name="document_original"),
     path("manage/index/", views.index_overview, name="index_stats"),
     path("documents/<int:pk>/", views.document_view, name="document_view"),
     path("documents/<int:pk>/download/", views.document_download, name="document_download"),

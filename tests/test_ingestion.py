@@ -12,10 +12,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.files.storage import default_storage
 from django.db import connection
 from django.utils import timezone
 
+from accounts.capabilities import ADMINISTRATOR
 from ingestion import services
 from ingestion.models import Chunk, Document, DocumentVersion
 from ingestion.selectors import chunk_search, document_get_for_user, searchable_chunks
@@ -39,7 +41,7 @@ def world(db):
         "alice": UserFactory(username="alice", roles=[RoleFactory(name="Sales", reads=[sales])]),
         "bob": UserFactory(username="bob", roles=[RoleFactory(name="HR", reads=[hr])]),
         "charlie": UserFactory(username="charlie"),
-        "admin": UserFactory(username="ada"),
+        "admin": UserFactory(username="ada", roles=[Group.objects.get(name=ADMINISTRATOR)]),
     }
 
 

@@ -6,9 +6,11 @@ and nothing outside the readable collections."""
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Group
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from accounts.capabilities import ADMINISTRATOR
 from ingestion import services
 from ingestion.search_indexes import (
     index_name,
@@ -72,7 +74,7 @@ def indexed_world(transactional_db, settings):
         "hr": hr,
         "alice": UserFactory(username="alice", roles=[RoleFactory(name="Sales", reads=[sales])]),
         "bob": UserFactory(username="bob", roles=[RoleFactory(name="HR", reads=[hr])]),
-        "admin": UserFactory(username="ada"),
+        "admin": UserFactory(username="ada", roles=[Group.objects.get(name=ADMINISTRATOR)]),
         "sales_doc": upload_and_index(sales, "policy.md", POLICY.encode()),
         "hr_doc": upload_and_index(
             hr, "leave.md", b"# Leave\n\nEmployees take 30 days of paid leave a year.\n"

@@ -5,6 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
+from accounts.selectors import user_can_manage_collection
 from ingestion.models import Collection
 from ingestion.services import document_import_path
 
@@ -18,7 +19,9 @@ class Command(BaseCommand):
         parser.add_argument("folder", type=Path)
         parser.add_argument("--collection", required=True, help="collection slug or id")
         parser.add_argument("--recursive", action="store_true", help="descend into subfolders")
-        parser.add_argument("--user", help="username recorded as the uploader")
+        parser.add_argument(
+            "--user", help="username recorded as the uploader (must manage the collection)"
+        )
         parser.add_argument(
             "--all-files",
             action="store_true",
@@ -37,6 +40,9 @@ class Command(BaseCommand):
             actor = User.objects.filter(username=user).first()
             if actor is None:
                 raise CommandError(f"no user {user!r}")
+            # Recorded as the uploader, so held to the same rule as on the documents page.
+            if not user_can_manage_collection(user=actor, collection_id=target.pk):
+                raise CommandError(f"{user!r} does not manage the collection {target.name!r}")
         files = sorted(
             p for p in (folder.rglob("*") if recursive else folder.iterdir()) if p.is_file()
         )
