@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -227,7 +227,8 @@ def _next_or_list(request: HttpRequest) -> str:
     """Where to go after a form: the posted `next` if it is a path on this site, else the
     documents list (never another host: an open redirect would lend our name to phishing)."""
     target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(
+    # A path: `redirect()` would try anything else as a view name first (a 500 for `²`).
+    if target.startswith("/") and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return target
@@ -244,7 +245,7 @@ def document_retry(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, " ".join(exc.messages))
     else:
         messages.success(request, f"“{document.title}” is queued again.")
-    return redirect(_next_or_list(request))
+    return HttpResponseRedirect(_next_or_list(request))
 
 
 @manage_documents
