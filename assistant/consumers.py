@@ -8,9 +8,9 @@ import logging
 import time
 import uuid
 
-from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -19,38 +19,37 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from accounts.capabilities import Capability
-from accounts.selectors import user_has_capability
+from accounts.consumers import SessionSocket
+from accounts.sessions import Refusal
 from assistant.redis_clients import loop_redis
 from assistant.services import BRIEFLY_UNAVAILABLE, Ask, chat_answer
 
 
-class PingConsumer(AsyncJsonWebsocketConsumer):
+class PingConsumer(SessionSocket):
     """Connectivity check through the channel layer: {"type": "ping"} -> {"type": "pong"}.
 
     The pong travels through the Redis channel layer (group_send to this socket's own group)
     rather than straight back, so a client that gets it knows the whole push path works: the
-    same path that later carries indexing progress and streamed answers.
+    same path that carries indexing and training progress.
     """
 
-    async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=4401)  # refused before accept: no session, no socket
-            return
-        self.group = f"ping.user.{user.pk}.{self.channel_name.rsplit('!', 1)[-1]}"
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
+    def listen_groups(self) -> list[str]:
+        return [self._own_group()]
 
-    async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+    def _own_group(self) -> str:
+        return f"ping.user.{self.user_id}.{self.listener_channel.rsplit('!', 1)[-1]}"
+
+    async def connect(self) -> None:
+        await self.admit()
 
     async def receive_json(self, content, **kwargs) -> None:
+        if self.closing:
+            return
         if not isinstance(content, dict) or content.get("type") != "ping":
             await self.send_json({"type": "error", "error": 'expected {"type": "ping"}'})
             return
-        await self.channel_layer.group_send(
-            self.group, {"type": "relay.pong", "id": str(content.get("id", ""))[:64]}
+        await get_channel_layer().group_send(
+            self._own_group(), {"type": "relay.pong", "id": str(content.get("id", ""))[:64]}
         )
 
     async def relay_pong(self, event: dict) -> None:
@@ -127,41 +126,32 @@ def _new_redis_client() -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
+class ChatConsumer(SessionSocket):
     """The chat socket: authenticates, parses frames, enforces limits, relays the service.
 
     Protocol: docs/chat-protocol.md. Limits are per user across all their sockets and all web
     nodes (kept in Redis): open sockets, questions per minute, and one running answer at a time;
-    per socket (kept here): frame size and frames per second.
+    per socket (kept here): frame size and frames per second. The session is checked again
+    before each question, and the socket closes when its session ends (SessionSocket).
     """
 
-    # The answer is produced in the process that holds the socket and sent straight to it, so
-    # this consumer needs no channel-layer subscription (an alias naming no layer gives none):
-    # no Redis round trip per frame, and no blocking receive that a busy process could stall.
-    channel_layer_alias = "chat-needs-no-channel-layer"
+    # The answer is produced in the process that holds the socket and sent straight to it, not
+    # through the channel layer: no Redis round trip per frame. Only the end of the session
+    # comes through the channel layer (SessionSocket's listener).
+    capability = Capability.CHAT
+    running: asyncio.Task | None = None
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=4401)  # refused before accept: no session, no socket
+        if not await self.admit():
             return
-        allowed = await database_sync_to_async(user_has_capability)(
-            user=user, capability=Capability.CHAT
-        )
-        if not allowed:
-            await self.close(code=4403)
-            return
-        self.user_id = user.pk
         self.running: asyncio.Task | None = None
         self.running_id = ""
         self.lock_token = uuid.uuid4().hex
-        self.closing = False
         self.frame_budget = float(settings.CHAT_FRAME_BURST)
         self.frame_clock = time.monotonic()
         self.sockets_key = f"counsel:chat:sockets:{self.user_id}"
-        # Accepted before the socket count is checked: a refusal during the handshake reaches a
-        # browser as a bare 1006, while a close code after accept lets the page say why.
-        await self.accept()
+        # Accepted (admit) before the socket count is checked: a refusal during the handshake
+        # reaches a browser as a bare 1006, while a close code after accept lets the page say why.
         self.socket_claimed = bool(
             await _redis_client().eval(
                 _CLAIM_SOCKET,
@@ -193,15 +183,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 logger.warning("could not refresh a chat socket's entry", exc_info=True)
 
     async def _refuse(self, code: int, message: str) -> None:
-        self.closing = True
-        await self.send_json({"type": "error", "message": message, "fatal": True})
-        await self.close(code=code)
+        await self.refuse(Refusal(code, message))
 
     async def disconnect(self, code: int) -> None:
         # A closed tab stops its answer: no model time is spent for nobody.
-        running = getattr(self, "running", None)
+        running = self.running
         if running and not running.done():
             running.cancel()
+        await super().disconnect(code)  # the session listener
         if getattr(self, "keepalive", None):
             self.keepalive.cancel()
         if getattr(self, "socket_claimed", False):
@@ -274,6 +263,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def _ask(self, content: dict) -> None:
         client_id = str(content.get("id") or "")[:64]
+        # First: is the session that opened this socket still signed in? If not, the question
+        # is refused before it is taken (no answer, no query-log entry) and the socket closes.
+        try:
+            if not await self.still_signed_in(id=client_id):
+                return
+        except (OperationalError, InterfaceError):
+            # PostgreSQL does not answer (restarting): the question is refused as the service
+            # would refuse it; the socket stays open and the next question checks again.
+            logger.warning(
+                "chat database unavailable", extra={"user_id": self.user_id}, exc_info=True
+            )
+            await self.send_json({"type": "error", "id": client_id, "message": BRIEFLY_UNAVAILABLE})
+            return
         text = content.get("text")
         conversation = content.get("conversation")
         if not isinstance(text, str) or not client_id:

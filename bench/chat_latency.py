@@ -135,13 +135,18 @@ def cpu_ns(pids: list[int]) -> int:
     return total + sum(_schedstat_ns(f"/proc/{pid}/schedstat") for pid in pids)
 
 
+def page_origin(url: str) -> str:
+    """The Origin a page of the server at `url` sends (config/websocket.py checks it)."""
+    return "http://" + url.split("://", 1)[1].split("/", 1)[0]
+
+
 async def websocket_ttft(url: str, cookie: str, questions: list[str], runs: int) -> dict:
     import websockets
     from asgiref.sync import sync_to_async
 
     first_token, total, outcomes, cpu = [], [], {}, []
     async with websockets.connect(
-        url, additional_headers={"Cookie": cookie, "Origin": "http://localhost"}
+        url, additional_headers={"Cookie": cookie, "Origin": page_origin(url)}
     ) as ws:
         assert json.loads(await ws.recv())["type"] == "hello"
         for n in range(runs):

@@ -54,6 +54,11 @@ MARKER = re.compile(r"zq\d+k\d+q")
 SAMPLE_SECONDS = 2.0
 
 
+def page_origin(url: str) -> str:
+    """The Origin a page of the server at `url` sends (config/websocket.py checks it)."""
+    return "http://" + url.split("://", 1)[1].split("/", 1)[0]
+
+
 def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None
@@ -230,7 +235,7 @@ class Run:
 
         ws = await websockets.connect(
             self.url,
-            additional_headers={"Cookie": self.cookies[n], "Origin": "http://localhost"},
+            additional_headers={"Cookie": self.cookies[n], "Origin": page_origin(self.url)},
             open_timeout=60,
             ping_interval=None,  # the server pings; idle browser tabs send nothing either
         )

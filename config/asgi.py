@@ -13,10 +13,10 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from assistant.redis_clients import loop_redis_close  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
+from config.websocket import OriginValidator  # noqa: E402
 
 
 async def lifespan(scope, receive, send) -> None:
@@ -35,11 +35,10 @@ async def lifespan(scope, receive, send) -> None:
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # Origin checked against ALLOWED_HOSTS first (cross-site websocket hijacking), then the
-        # session resolves the user; consumers refuse anonymous users before accepting.
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # The Origin first: this site's own pages only (cross-site websocket hijacking,
+        # config/websocket.py); then the session resolves the user, and each consumer accepts
+        # and closes with a code the page can read when it may not serve that user.
+        "websocket": OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         "lifespan": lifespan,
     }
 )

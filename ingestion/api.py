@@ -25,6 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 from redis import RedisError
 
 from accounts.capabilities import Capability
+from accounts.middleware import MUST_CHANGE_FIRST
 from accounts.selectors import collections_managed_by, user_for_api_token, user_has_capability
 from assistant.rate import question_allowed
 from assistant.recording import record_search, storable
@@ -76,6 +77,8 @@ def api_view(capability: Capability):
                 user = user_for_api_token(raw=header.removeprefix("Bearer ").strip())
                 if user is None:
                     return _error("Invalid, expired or revoked token.", 401)
+                if user.must_change_password:  # as for the session (accounts/middleware.py)
+                    return _error(MUST_CHANGE_FIRST, 403)
                 request.user = user
             else:
                 if not request.user.is_authenticated:

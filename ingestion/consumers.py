@@ -2,39 +2,30 @@
 
 from __future__ import annotations
 
-from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
-
 from accounts.capabilities import Capability
-from accounts.selectors import user_has_capability
+from accounts.consumers import SessionSocket
 from ingestion.services import PROGRESS_GROUP
 
 
-class DocumentProgressConsumer(AsyncJsonWebsocketConsumer):
+class DocumentProgressConsumer(SessionSocket):
     """Relays document state changes to administrators who manage documents.
 
-    Progress carries ids, states and counts, never document text.
+    Progress carries ids, states and counts, never document text. The socket closes when its
+    session ends (SessionSocket).
     """
 
-    async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=4401)
-            return
-        allowed = await database_sync_to_async(user_has_capability)(
-            user=user, capability=Capability.MANAGE_DOCUMENTS
-        )
-        if not allowed:
-            await self.close(code=4403)
-            return
-        await self.channel_layer.group_add(PROGRESS_GROUP, self.channel_name)
-        await self.accept()
+    capability = Capability.MANAGE_DOCUMENTS
 
-    async def disconnect(self, code: int) -> None:
-        await self.channel_layer.group_discard(PROGRESS_GROUP, self.channel_name)
+    def listen_groups(self) -> list[str]:
+        return [PROGRESS_GROUP]
+
+    async def connect(self) -> None:
+        await self.admit()
 
     async def receive_json(self, content, **kwargs) -> None:
         return  # server push only
 
     async def document_progress(self, event: dict) -> None:
+        if self.closing:
+            return
         await self.send_json({k: v for k, v in event.items() if k != "type"} | {"type": "progress"})

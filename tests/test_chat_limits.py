@@ -34,7 +34,7 @@ async def open_chat(live_asgi, user):
     cookie = (await sync_to_async(cookie_for)(user)).decode()
     return await websockets.connect(
         live_asgi.url.replace("http", "ws") + "/ws/chat/",
-        additional_headers={"Cookie": cookie, "Origin": "http://localhost"},
+        additional_headers={"Cookie": cookie, "Origin": live_asgi.url},  # the page's own
         max_size=None,
     )
 

@@ -69,7 +69,9 @@ async def ask(ws, text: str, qid: str, conversation=None) -> list:
 async def test_every_question_gets_exactly_one_chained_entry_with_its_chunk_texts(sam):
     cookie = await sync_to_async(cookie_for)(sam)
     ws = WebsocketCommunicator(
-        application, "/ws/chat/", headers=[(b"origin", b"http://localhost"), (b"cookie", cookie)]
+        application,
+        "/ws/chat/",
+        headers=[(b"host", b"localhost"), (b"origin", b"http://localhost"), (b"cookie", cookie)],
     )
     assert (await ws.connect())[0]
     assert (await ws.receive_json_from(timeout=5))["type"] == "hello"

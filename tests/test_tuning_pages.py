@@ -136,7 +136,11 @@ async def _adapters_socket(username: str):
     ws = WebsocketCommunicator(
         application,
         "/ws/adapters/",
-        headers=[(b"origin", b"http://localhost"), (b"cookie", await sync_to_async(cookie)())],
+        headers=[
+            (b"host", b"localhost"),
+            (b"origin", b"http://localhost"),
+            (b"cookie", await sync_to_async(cookie)()),
+        ],
     )
     connected, code = await ws.connect()
     return ws, connected, code
@@ -169,6 +173,8 @@ async def test_a_reconnecting_page_is_sent_the_current_state_of_the_adapters_it_
     await ws.send_json_to({"type": "sync", "ids": [ready.pk]})
     assert await ws.receive_nothing(timeout=0.5)
     await ws.disconnect()
-    ws, connected, code = await _adapters_socket("sam")
-    assert not connected and code == 4403
+    ws, connected, _ = await _adapters_socket("sam")
+    assert connected  # accepted, then closed with a code the page reads
+    assert (await ws.receive_json_from(timeout=5))["fatal"]
+    assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 4403}
     await ws.disconnect()  # as a server does after a close: no consumer is left running

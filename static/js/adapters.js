@@ -7,6 +7,17 @@
   const live = document.getElementById("live");
   const detail = document.getElementById("adapter");
   const history = [];
+  // Close codes after which reconnecting cannot help (docs/chat-protocol.md): no session, not
+  // allowed, the session ended. The page says so, with a sign-in link, and stops.
+  const SIGNED_OUT = { 4401: "You are signed out.", 4403: "You may not see this live.", 4410: "Your session has ended." };
+  function showSignIn(target, text) {
+    target.textContent = text + " ";
+    const link = document.createElement("a");
+    link.href = "/accounts/login/?next=" + encodeURIComponent(location.pathname);
+    link.textContent = "Sign in";
+    target.append(link);
+  }
+  let reason = ""; // what the server said before closing for good
   if (detail) {
     try { history.push(...JSON.parse(document.getElementById("loss-chart").dataset.history || "[]")); } catch (e) { /* empty */ }
   }
@@ -63,13 +74,19 @@
       root.dataset.connected = "true";
       if (live) live.textContent = "Live";
     };
-    socket.onclose = function () {
+    socket.onclose = function (event) {
       root.dataset.connected = "false";
+      if (SIGNED_OUT[event.code]) {
+        root.dataset.refused = String(event.code);
+        if (live) showSignIn(live, reason || SIGNED_OUT[event.code]);
+        return;
+      }
       if (live) live.textContent = "Reconnecting…";
       setTimeout(connect, 2000);
     };
     socket.onmessage = function (event) {
       const msg = JSON.parse(event.data);
+      if (msg.fatal) reason = msg.message;
       if (msg.type !== "progress") return;
       if (detail) onDetail(msg); else onList(msg);
     };

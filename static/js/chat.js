@@ -17,12 +17,25 @@
   let delay = 1000;
   let current = null; // { id, node, text, question }
   let pending = null; // a question typed before the socket opened
+  let reason = ""; // what the server said before it closed the socket for good (a fatal error)
+  // Close codes after which reconnecting cannot help (docs/chat-protocol.md): no session, not
+  // allowed (or a temporary password to change), the session ended.
+  const SIGNED_OUT = { 4401: "You are signed out.", 4403: "You may not use the chat.", 4410: "Your session has ended." };
   const stages = { searching: "Searching your documents…", answering: "Writing the answer…" };
 
   function showBanner(text, kind) {
     banner.textContent = text;
     banner.className = "banner " + (kind || "");
     banner.hidden = !text;
+  }
+
+  // A plain message with a sign-in link, and no more reconnecting.
+  function showSignIn(text) {
+    showBanner(text + " ", "error");
+    const link = document.createElement("a");
+    link.href = (root.dataset.loginUrl || "/accounts/login/") + "?next=" + encodeURIComponent(location.pathname);
+    link.textContent = "Sign in";
+    banner.append(link);
   }
 
   function busy(on) {
@@ -221,14 +234,19 @@
       root.dataset.connected = "true";
       if (pending) { socket.send(JSON.stringify(pending)); pending = null; }
     };
-    socket.onmessage = function (event) { handle(JSON.parse(event.data)); };
+    socket.onmessage = function (event) {
+      const msg = JSON.parse(event.data);
+      if (msg.fatal) reason = msg.message;
+      handle(msg);
+    };
     socket.onclose = function (event) {
       root.dataset.connected = "false";
       if (current) {
         handle({ type: "error", id: current.id, message: "The connection dropped; the answer was stopped. Ask again." });
       }
-      if (event.code === 4401 || event.code === 4403) {
-        showBanner("You are signed out or may not use the chat. Reload the page.", "error");
+      if (SIGNED_OUT[event.code]) {
+        root.dataset.refused = String(event.code);
+        showSignIn(reason || SIGNED_OUT[event.code]);
         return;
       }
       if (event.code === 4409) {
@@ -247,7 +265,7 @@
 
   function ask() {
     const text = input.value.trim();
-    if (!text || current) return;
+    if (!text || current || root.dataset.refused) return; // signed out: the message stays
     const id = "q" + Date.now().toString(36) + Math.random().toString(36).slice(2, 7);
     addUser(text);
     const node = template.content.firstElementChild.cloneNode(true);

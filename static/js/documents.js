@@ -12,6 +12,17 @@
   const template = document.getElementById("row-template");
   const live = document.getElementById("live");
   const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+  // Close codes after which reconnecting cannot help (docs/chat-protocol.md): no session, not
+  // allowed, the session ended. The page says so, with a sign-in link, and stops.
+  const SIGNED_OUT = { 4401: "You are signed out.", 4403: "You may not see this live.", 4410: "Your session has ended." };
+  function showSignIn(target, text) {
+    target.textContent = text + " ";
+    const link = document.createElement("a");
+    link.href = "/accounts/login/?next=" + encodeURIComponent(location.pathname);
+    link.textContent = "Sign in";
+    target.append(link);
+  }
+  let signedOut = false;
   const stateLabels = { queued: "Queued", processing: "Processing", indexed: "Indexed", failed: "Failed", expired: "Expired" };
 
   function rowFor(id) { return rows.querySelector('tr[data-doc-id="' + id + '"]'); }
@@ -105,6 +116,7 @@
   // Pushes can be lost (Redis may drop them, a socket may reconnect): while any row is still
   // queued or processing, re-read those documents from the API every few seconds.
   async function resync() {
+    if (signedOut) return;
     const busyRows = rows.querySelectorAll('tr[data-state="queued"], tr[data-state="processing"]');
     for (const row of busyRows) {
       try {
@@ -120,12 +132,14 @@
   setInterval(resync, 5000);
 
   let delay = 1000;
+  let reason = ""; // what the server said before closing for good
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const ws = new WebSocket(scheme + location.host + section.dataset.ws);
     ws.onopen = function () { live.textContent = "Live"; delay = 1000; resync(); };
     ws.onmessage = function (event) {
       const msg = JSON.parse(event.data);
+      if (msg.fatal) reason = msg.message;
       if (msg.type !== "progress") return;
       const row = rowFor(msg.id);
       if (!row) return;
@@ -135,7 +149,13 @@
       if (msg.reason !== undefined) update.reason = msg.reason;
       render(row, update);
     };
-    ws.onclose = function () {
+    ws.onclose = function (event) {
+      if (SIGNED_OUT[event.code]) {
+        signedOut = true;
+        section.dataset.refused = String(event.code);
+        showSignIn(live, reason || SIGNED_OUT[event.code]);
+        return;
+      }
       live.textContent = "Reconnecting…";
       setTimeout(connect, delay);
       delay = Math.min(delay * 2, 15000);
