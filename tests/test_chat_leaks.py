@@ -38,6 +38,7 @@ def _events_text(events: list[dict]) -> str:
 def test_no_demo_user_ever_sees_another_collections_canaries():
     call_command("load_demo", stdout=StringIO())
     history = QueryLogEntry.objects.count()  # the demo's three weeks of query-log history
+    last_before = QueryLogEntry.objects.order_by("-id").values_list("id", flat=True).first() or 0
     for document in Document.objects.all():
         assert services.document_index(document_id=document.pk, task_id="leaks") == "indexed"
     slug_of = dict(Collection.objects.values_list("pk", "slug"))
@@ -61,6 +62,9 @@ def test_no_demo_user_ever_sees_another_collections_canaries():
     for citation in Citation.objects.select_related("message__conversation__user"):
         user = citation.message.conversation.user
         assert citation.collection_id in user_readable_collection_ids(user=user)
-    # One log entry per question, users without the chat capability excepted (nora).
-    chat_users = sum(1 for u in User.objects.all() if u.groups.exists())
-    assert QueryLogEntry.objects.count() - history == chat_users * len(MANIFEST["canaries"])
+    # One log entry per question, also for users without the chat capability (nora): refused,
+    # with nothing retrieved.
+    assert QueryLogEntry.objects.count() - history == asked
+    refused = QueryLogEntry.objects.filter(username="nora", id__gt=last_before)
+    assert refused.count() == len(MANIFEST["canaries"])
+    assert all(e.outcome == "refused" and e.retrieved == [] for e in refused)
