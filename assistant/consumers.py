@@ -22,6 +22,7 @@ from accounts.capabilities import Capability
 from accounts.consumers import SessionSocket
 from accounts.sessions import Refusal
 from assistant.redis_clients import loop_redis
+from assistant.rendering import answer_html
 from assistant.services import BRIEFLY_UNAVAILABLE, Ask, chat_answer
 
 
@@ -66,7 +67,7 @@ class PingConsumer(SessionSocket):
 logger = logging.getLogger(__name__)
 
 
-# Close codes the browser explains (static/js/chat.js) instead of reconnecting at once.
+# Close codes the browser explains (static/js/chat/socket.js) instead of reconnecting at once.
 CLOSE_TOO_MANY_SOCKETS = 4409
 CLOSE_FLOOD = 4429
 
@@ -101,6 +102,11 @@ if n > tonumber(ARGV[1]) then return 1 end
 if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3]) then return 2 end
 return 0
 """
+
+
+def _positive_id(value) -> bool:
+    """A database id from a frame: bool is an int to Python; ids are positive bigints."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
 
 
 def _redis_client() -> aioredis.Redis:
@@ -285,13 +291,12 @@ class ChatConsumer(SessionSocket):
             return
         # A question over CHAT_MAX_MESSAGE_CHARS goes on to the service, which refuses it and
         # logs it (cut to the limit): it was asked. The frame size limit bounds it anyway.
-        # bool is an int to Python; ids are positive bigints to PostgreSQL.
-        if conversation is not None and (
-            isinstance(conversation, bool)
-            or not isinstance(conversation, int)
-            or not 0 < conversation < 2**63
-        ):
+        if conversation is not None and not _positive_id(conversation):
             await self.send_json({"type": "error", "id": client_id, "message": "Bad conversation."})
+            return
+        document = content.get("document")
+        if document is not None and not _positive_id(document):
+            await self.send_json({"type": "error", "id": client_id, "message": "Bad document."})
             return
         try:
             refusal = await self._limits()
@@ -305,7 +310,11 @@ class ChatConsumer(SessionSocket):
             return
         self.running_id = client_id
         ask = Ask(
-            user_id=self.user_id, question=text, conversation_id=conversation, client_id=client_id
+            user_id=self.user_id,
+            question=text,
+            conversation_id=conversation,
+            client_id=client_id,
+            document_id=document,
         )
         self.running = asyncio.create_task(self._relay(ask))
 
@@ -357,10 +366,18 @@ class ChatConsumer(SessionSocket):
         last_sent = float("-inf")
         flush_every = settings.CHAT_STREAM_FLUSH_MS / 1000
 
+        streamed: list[str] = []
+
         async def flush() -> None:
             nonlocal last_sent
             if buffer:
-                await self.send_json({"type": "delta", "id": client_id, "text": "".join(buffer)})
+                text = "".join(buffer)
+                streamed.append(text)
+                # With the text, the whole answer so far as the final answer's sanitiser renders
+                # it: the page shows formatted text while it streams, and nothing the server
+                # would strip at the end can run or render in between (one sanitiser, not two).
+                html = answer_html("".join(streamed))
+                await self.send_json({"type": "delta", "id": client_id, "text": text, "html": html})
                 buffer.clear()
                 last_sent = time.monotonic()
 

@@ -9,7 +9,7 @@ rule is decided in SQL, per message, against the reader's readable collections n
 
 from __future__ import annotations
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from accounts.selectors import readable_collection_ids_query
 from assistant.models import AnswerSource, Citation, Conversation, Message
@@ -36,3 +36,31 @@ def thread_for_user(*, conversation: Conversation, user) -> QuerySet[Message]:
         .prefetch_related("citations")
         .select_related("feedback")
     )
+
+
+def answer_for_user(*, user, message_id: int | None = None, client_id: str = "") -> Message | None:
+    """One of `user`'s own answers, annotated `withheld` by the same rule as `thread_for_user`
+    (the live page fetches answers one by one: previews, "why this answer", a reconnect)."""
+    if message_id is None and not client_id:
+        return None
+    messages = Message.objects.filter(conversation__user=user, role=Message.Role.ASSISTANT)
+    if message_id is not None:
+        messages = messages.filter(pk=message_id)
+    else:
+        messages = messages.filter(client_id=client_id[:64]).order_by("-id")
+    first = messages.values_list("conversation_id", "pk").first()
+    if first is None:
+        return None
+    conversation = Conversation.objects.get(pk=first[0])
+    return thread_for_user(conversation=conversation, user=user).filter(pk=first[1]).first()
+
+
+def conversations_for_user(*, user, query: str = "") -> QuerySet[Conversation]:
+    """`user`'s own conversations, newest first; with `query`, those whose title or any message
+    contains it (case-insensitive, in SQL: the list may be long and is paginated)."""
+    conversations = Conversation.objects.filter(user=user)
+    query = " ".join(query.split())[:200]
+    if query:
+        matching = Message.objects.filter(conversation=OuterRef("pk"), content__icontains=query)
+        conversations = conversations.filter(Q(title__icontains=query) | Exists(matching))
+    return conversations

@@ -57,7 +57,7 @@ from assistant.recording import (
 from assistant.repetition import looping
 from compliance.models import QueryLogEntry
 from ingestion.embedding import embed_query_async, embed_short, on_query_thread
-from ingestion.selectors import SearchHit, chunk_search
+from ingestion.selectors import SearchHit, chunk_search, document_get_for_user
 from tuning.selectors import Eligibility, adapter_for_user, strategy_for_user
 
 logger = logging.getLogger(__name__)
@@ -96,6 +96,9 @@ class Ask:
     question: str
     conversation_id: int | None = None
     client_id: str = ""
+    # "Ask the document": search only this document (narrowing the readable set, never
+    # widening it: a document the asker cannot read now refuses the question).
+    document_id: int | None = None
     # Set by chat_answer when the question was stopped: the conversation it was recorded in.
     recorded_in: int | None = None
 
@@ -110,6 +113,8 @@ class _Context:
     previous_questions: list[str] = field(default_factory=list)
     strategy: str = "rag"
     eligibility: Eligibility | None = None
+    # The asked document's collection, when the question is limited to one document.
+    document_collection: int | None = None
 
 
 def _drop_dead_connections() -> None:
@@ -145,6 +150,12 @@ def _load_context(ask: Ask) -> _Context:
             .values_list("content", flat=True)[: settings.CHAT_HISTORY_TURNS]
         )[::-1]
     readable = user_readable_collection_ids(user=user)
+    document_collection = None
+    if ask.document_id is not None:
+        document = document_get_for_user(user=user, document_id=ask.document_id)
+        if document is None:
+            raise ChatRefused("That document is not available to you.")
+        document_collection = document.collection_id
     # The roles, read once for the log, the strategy and the adapter check below.
     roles = list(user.groups.values_list("pk", "name"))
     role_ids = [pk for pk, _ in roles]
@@ -159,8 +170,11 @@ def _load_context(ask: Ask) -> _Context:
         strategy=strategy,
         # Checked on every question, in SQL: every training document still readable and current.
         eligibility=(
-            adapter_for_user(user=user, role_ids=role_ids) if strategy != router.RAG else None
+            adapter_for_user(user=user, role_ids=role_ids)
+            if strategy != router.RAG and document_collection is None
+            else None
         ),
+        document_collection=document_collection,
     )
 
 
@@ -171,6 +185,23 @@ def _similarity_to(vector):
         return embed_short(texts) @ vector
 
     return similarity
+
+
+def _search(ask: Ask, ctx: _Context, standalone: str, vector) -> list[SearchHit]:
+    """The chokepoint's search; for a question about one document, narrowed to its collection
+    in SQL and then to the document itself (every hit is still one the user may read)."""
+    if ask.document_id is None:
+        return chunk_search(
+            user=ctx.user, query=standalone, k=settings.CHAT_MAX_SOURCES * 2, vector=vector
+        )
+    hits = chunk_search(
+        user=ctx.user,
+        query=standalone,
+        k=settings.SEARCH_MAX_K,
+        vector=vector,
+        collection_ids=[ctx.document_collection],
+    )
+    return [h for h in hits if h.document_id == ask.document_id][: settings.CHAT_MAX_SOURCES * 2]
 
 
 def _relevant(hits: list[SearchHit]) -> list[SearchHit]:
@@ -404,9 +435,7 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
             try:
                 vector = await embed_query_async(standalone)
                 result.mark("embedded", started_clock)
-                retrieved = await sync_to_async(chunk_search)(
-                    user=ctx.user, query=standalone, k=settings.CHAT_MAX_SOURCES * 2, vector=vector
-                )
+                retrieved = await sync_to_async(_search)(ask, ctx, standalone, vector)
                 result.mark("searched", started_clock)
             except Exception:
                 # Still one log entry for this question, and a plain message for the user.
