@@ -30,6 +30,8 @@ from redis.exceptions import RedisError
 
 from accounts.capabilities import Capability
 from accounts.sessions import (
+    ACCESS_CHANGED,
+    ACCESS_REDUCED,
     SESSION_END,
     SESSION_ENDED,
     Refusal,
@@ -167,6 +169,9 @@ class SessionSocket(AsyncJsonWebsocketConsumer):
         try:
             if kind == SESSION_END:
                 await self.session_end(event)
+                return
+            if kind == ACCESS_CHANGED:  # a role was taken away (accounts/identity/mapping.py)
+                await self.refuse(ACCESS_REDUCED)
                 return
             handler = getattr(self, get_handler_name(event), None)
             if handler is not None:

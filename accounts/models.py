@@ -1,3 +1,5 @@
+import uuid
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
@@ -87,3 +89,108 @@ class ApiToken(models.Model):
         if self.revoked_at is not None:
             return "revoked"
         return "expired" if self.expires_at <= timezone.now() else "active"
+
+
+# --- company directory (accounts/identity/) ----------------------------------------------------
+
+
+class DirectoryGroupMapping(models.Model):
+    """A directory group (its name or id, as the groups claim, SCIM or LDAP names it) that
+    gives its members a Counsel role. Groups without a mapping give nothing."""
+
+    directory_group = models.CharField(max_length=255)
+    role = models.ForeignKey(
+        "auth.Group", on_delete=models.CASCADE, related_name="directory_mappings"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["directory_group", "role__name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["directory_group", "role"], name="directory_mapping_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.directory_group} → {self.role.name}"
+
+
+class DirectoryGrant(models.Model):
+    """A role a user holds because the directory says so (the user page tells these from roles
+    granted by hand). Set only by accounts.identity.mapping."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="directory_grants"
+    )
+    role = models.ForeignKey("auth.Group", on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "role"], name="directory_grant_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} ← {self.role_id}"
+
+
+class ExternalIdentity(models.Model):
+    """Who a user is in a directory: the OIDC issuer and subject, the SCIM client's externalId
+    or the LDAP distinguished name. A user with one signs in through the directory only."""
+
+    OIDC, SCIM, LDAP = "oidc", "scim", "ldap"
+    SOURCES = [(OIDC, "OpenID Connect"), (SCIM, "SCIM"), (LDAP, "LDAP")]
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="external_identities"
+    )
+    source = models.CharField(max_length=8, choices=SOURCES)
+    subject = models.CharField(max_length=512)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "subject"], name="external_identity_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.subject}"
+
+
+class DirectoryGroup(models.Model):
+    """A group as the SCIM client provisions it, with its members."""
+
+    scim_id = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
+    display_name = models.CharField(max_length=255, unique=True)
+    external_id = models.CharField(max_length=255, blank=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="directory_groups", blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["display_name"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+class ScimToken(models.Model):
+    """A bearer token of the directory's SCIM client. Only a SHA-256 is kept."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12)
+    digest = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

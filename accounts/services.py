@@ -32,11 +32,14 @@ def audit_record(
     action: str,
     target: Model,
     details: dict | None = None,
+    actor_name: str = "",
 ) -> AuditEvent:
-    """Append one event to the administration audit trail (call inside the change's transaction)."""
+    """Append one event to the administration audit trail (call inside the change's transaction).
+
+    `actor_name` names an actor that is no user (the directory's SCIM client, say)."""
     return AuditEvent.objects.create(
         actor=actor,
-        actor_username=actor.get_username() if actor else "system",
+        actor_username=actor.get_username() if actor else (actor_name or "system"),
         action=action,
         # Roles are Django groups underneath; the trail speaks the product's language.
         target_type=_TARGET_TYPES.get(target._meta.label_lower, target._meta.model_name),

@@ -35,6 +35,7 @@ CLOSE_NOT_ALLOWED = 4403
 CLOSE_SESSION_ENDED = 4410
 
 SESSION_END = "session.end"  # the channel-layer event's type
+ACCESS_CHANGED = "access.changed"  # a role was taken away: the user's sockets close
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ SESSION_ENDED = Refusal(
     CLOSE_SESSION_ENDED,
     "Your session has ended (signed out, password changed or account deactivated). "
     "Sign in again to go on.",
+)
+ACCESS_REDUCED = Refusal(
+    CLOSE_SESSION_ENDED,
+    "Your roles changed (the company directory took one away). Reload the page to go on.",
 )
 TEMPORARY_PASSWORD = Refusal(
     CLOSE_NOT_ALLOWED, "Change your temporary password first, then reload this page."
@@ -134,6 +139,20 @@ def sessions_end(*, user_id: int, session_key: str = "") -> None:
     except Exception:
         logger.warning(
             "could not tell open sockets that a session ended",
+            extra={"user_id": user_id},
+            exc_info=True,
+        )
+
+
+def access_changed(*, user_id: int) -> None:
+    """Tell the open sockets of `user_id` that a role was taken away: they close (the page
+    reloads with what the user may still do). Best effort, like `sessions_end`: each question
+    re-reads the roles in SQL anyway."""
+    try:
+        async_to_sync(get_channel_layer().group_send)(user_group(user_id), {"type": ACCESS_CHANGED})
+    except Exception:
+        logger.warning(
+            "could not tell open sockets that access changed",
             extra={"user_id": user_id},
             exc_info=True,
         )

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
     path("", include("accounts.urls")),
+    path("scim/v2/", include("accounts.identity.urls")),
     path("", include("ingestion.urls")),
     path("", include("assistant.urls")),
     path("", include("compliance.urls")),

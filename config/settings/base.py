@@ -189,10 +189,14 @@ CELERY_TIMEZONE = "UTC"
 WORKER_HEARTBEAT_MAX_AGE = env_int("WORKER_HEARTBEAT_MAX_AGE", 30, minimum=5)
 
 # --- auth -------------------------------------------------------------------------------------
+from config.settings.identity import *  # noqa: E402, F403 - company sign-in (docs/identity.md)
+from config.settings.identity import LDAP_ENABLED, OIDC_ENABLED, identity_backends  # noqa: E402
+
 AUTHENTICATION_BACKENDS = [
     # Refuses sign-in while a username + address pair is locked out, before checking passwords.
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Passwords, then the company directory when configured (config/settings/identity.py).
+    *identity_backends(oidc=OIDC_ENABLED, ldap=LDAP_ENABLED),
 ]
 # Brute-force protection: after AXES_FAILURE_LIMIT failed sign-ins for one username from one
 # address, that pair is locked for AXES_COOLOFF_MINUTES. Keyed on the pair, not the address
