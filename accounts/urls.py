@@ -3,6 +3,7 @@ from django.urls import path, reverse_lazy
 from django.views.generic import RedirectView
 
 from accounts import views
+from accounts.identity import oidc
 
 app_name = "accounts"
 
@@ -14,6 +15,9 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # The company's OpenID Connect provider (404 unless configured; docs/identity.md).
+    path("accounts/oidc/login/", oidc.SignIn.as_view(), name="oidc_login"),
+    path("accounts/oidc/callback/", oidc.Callback.as_view(), name="oidc_callback"),
     path("accounts/password/", views.password_change, name="password_change"),
     path("accounts/tokens/", views.token_list, name="token_list"),
     path("accounts/tokens/<int:pk>/revoke/", views.token_revoke, name="token_revoke"),

@@ -2,9 +2,10 @@
 nonce (the library's: a state is used once and removed from the session), and an ID token
 verified completely here.
 
-The library checks the signature against the issuer's JWKS and the nonce. It leaves the
-audience unchecked and the issuer unread, so `_verify_jws` decodes again with both required,
-and `exp`, `iat` and `sub` required (a token without an expiry never ends). The userinfo
+The library fetches the issuer's JWKS and checks the nonce. Its own decoding leaves the
+audience unchecked and the issuer unread, and an expired token escapes as an error of its own
+(a server error), so `_verify_jws` decodes instead: the configured algorithm only, audience and
+issuer checked, `exp`, `iat` and `sub` required (a token without an expiry never ends). The userinfo
 answer must name the same subject as the ID token. The groups come from the ID token (or the
 userinfo answer), through the mapping (accounts/identity/mapping.py).
 
@@ -75,8 +76,14 @@ class CompanyOIDCBackend(OIDCAuthenticationBackend):
     """The sign-in backend for the company's OpenID Connect provider."""
 
     def _verify_jws(self, payload, key):
-        super()._verify_jws(payload, key)  # the library's checks: algorithm, signature
-        return verify_id_token(payload, key, algorithm=self.OIDC_RP_SIGN_ALGO)
+        """Instead of the library's: the configured algorithm only, and every claim checked."""
+        try:
+            algorithm = jwt.get_unverified_header(payload).get("alg")
+        except jwt.InvalidTokenError as exc:
+            raise SuspiciousOperation(f"ID token refused: {exc}") from exc
+        if algorithm != self.OIDC_RP_SIGN_ALGO:
+            raise SuspiciousOperation(f"ID token refused: algorithm {algorithm!r}")
+        return verify_id_token(payload, key, algorithm=algorithm)
 
     def get_or_create_user(self, access_token, id_token, payload):
         userinfo = self.get_userinfo(access_token, id_token, payload)
