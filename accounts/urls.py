@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 
 from accounts import views
 from accounts.identity import oidc
+from accounts.identity import views as directory_views
 
 app_name = "accounts"
 
@@ -48,4 +49,18 @@ urlpatterns = [
     path("manage/roles/<int:pk>/delete/", views.role_delete, name="role_delete"),
     path("manage/profiles/", views.profile_list, name="profile_list"),
     path("manage/audit/", views.audit_list, name="audit_list"),
+    path("manage/directory/", directory_views.directory, name="directory"),
+    path(
+        "manage/directory/mappings/<int:pk>/remove/",
+        directory_views.mapping_remove,
+        name="directory_mapping_remove",
+    ),
+    path(
+        "manage/directory/tokens/new/", directory_views.scim_token_create, name="scim_token_create"
+    ),
+    path(
+        "manage/directory/tokens/<int:pk>/revoke/",
+        directory_views.scim_token_revoke,
+        name="scim_token_revoke",
+    ),
 ]

@@ -29,6 +29,7 @@ from accounts.forms import (
     UserEditForm,
     add_service_errors,
 )
+from accounts.identity.mapping import directory_roles_of
 from accounts.models import ApiToken, AuditEvent, User
 from accounts.trails import audit_events_for_administrators, audit_page
 from ingestion.models import Collection
@@ -99,6 +100,9 @@ def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "capabilities": sorted(selectors.user_capabilities(user=user)),
         "events": AuditEvent.objects.filter(target_type="user", target_id=str(user.pk))[:20],
         "tokens": user.api_tokens.all(),
+        # Roles from the company directory, told apart from roles granted by hand.
+        "directory_roles": sorted(r.name for r in directory_roles_of(user)),
+        "identities": user.external_identities.all(),
     }
     return render(request, "accounts/user_detail.html", context)
 

@@ -12,7 +12,14 @@ from django.test import Client
 from accounts.capabilities import ADMINISTRATOR, COMPLIANCE_OFFICER
 from accounts.identity import mapping
 from accounts.identity.tokens import scim_token_create, scim_token_revoke
-from accounts.models import AuditEvent, DirectoryGrant, ExternalIdentity, User
+from accounts.models import (
+    AuditEvent,
+    DirectoryGrant,
+    DirectoryGroupMapping,
+    ExternalIdentity,
+    ScimToken,
+    User,
+)
 from accounts.selectors import user_readable_collection_ids
 from tests.factories import CollectionFactory, RoleFactory, UserFactory
 
@@ -229,3 +236,44 @@ def test_lists_are_filtered_and_paged(world, scim):
     scim.call("get", '/Users?filter=title co "x"', status=400)
     assert scim.call("get", "/Groups?excludedAttributes=members")["totalResults"] == 0
     assert scim.call("get", '/Users?filter=id eq "not-a-number"')["totalResults"] == 0
+
+
+# --- the administrators' page -------------------------------------------------------------------
+
+
+def test_administrators_map_groups_and_make_and_revoke_scim_tokens_on_a_page(world, admin):
+    client = Client()
+    client.force_login(admin)
+    page = client.get("/manage/directory/")
+    assert page.status_code == 200 and "sales-team" in page.content.decode()
+    client.post("/manage/directory/", {"directory_group": "finance", "role": world["hr"].pk})
+    made = DirectoryGroupMapping.objects.get(directory_group="finance")
+    client.post(f"/manage/directory/mappings/{made.pk}/remove/")
+    assert not DirectoryGroupMapping.objects.filter(directory_group="finance").exists()
+    client.post("/manage/directory/tokens/new/", {"name": "Okta"})
+    shown = client.get("/manage/directory/").content.decode()
+    raw = shown.split("shown once: <code>")[1].split("</code>")[0]
+    Scim(raw).call("get", "/Users")
+    token = ScimToken.objects.get(name="Okta")
+    client.post(f"/manage/directory/tokens/{token.pk}/revoke/")
+    assert Client(HTTP_AUTHORIZATION=f"Bearer {raw}").get("/scim/v2/Users").status_code == 401
+    actions = set(AuditEvent.objects.values_list("action", flat=True))
+    assert {"directory.map", "directory.unmap", "scim_token.create", "scim_token.revoke"} <= actions
+    # Nobody else may.
+    pat = UserFactory(username="pat", roles=[world["sales"]])
+    client.force_login(pat)
+    assert client.get("/manage/directory/").status_code == 403
+
+
+def test_the_user_page_tells_directory_roles_from_roles_granted_by_hand(world, admin, scim):
+    pat = User.objects.get(
+        pk=scim.call("post", "/Users", entra_user("pat", "a1"), status=201)["id"]
+    )
+    pat.groups.add(RoleFactory(name="Projects"))
+    scim.call("post", "/Groups", {"displayName": "sales-team", "members": [{"value": str(pat.pk)}]},
+              status=201)  # fmt: skip
+    client = Client()
+    client.force_login(admin)
+    page = client.get(f"/manage/users/{pat.pk}/").content.decode()
+    directory = page.split("Roles from the company directory")[1].split("</section>")[0]
+    assert "Sales" in directory and "Projects" not in directory

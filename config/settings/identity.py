@@ -1,14 +1,14 @@
 """Company sign-in and directory sync (docs/identity.md), imported by base.py.
 
-Everything is off until configured: OpenID Connect when OIDC_ISSUER is set, LDAP when
-LDAP_SERVER_URI is set; the SCIM endpoint answers only to tokens an administrator made.
+Everything is off until configured: OpenID Connect when OIDC_ISSUER is set; the SCIM endpoint
+answers only to tokens an administrator made.
 """
 
 from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_int, env_list, env_str
 
 # Accounts that may still sign in with a password (the demo's, a break-glass administrator).
 # Empty: every local account may.
@@ -50,24 +50,13 @@ if OIDC_ENABLED:
     if _missing:
         raise ImproperlyConfigured(f"OIDC_ISSUER is set: set {', '.join(_missing)} too")
 
-# --- LDAP (django-auth-ldap; accounts/identity/ldap.py) ----------------------------------------
-LDAP_SERVER_URI = env_str("LDAP_SERVER_URI", "")
-LDAP_ENABLED = bool(LDAP_SERVER_URI)
-LDAP_BIND_DN = env_str("LDAP_BIND_DN", "")
-LDAP_BIND_PASSWORD = env_str("LDAP_BIND_PASSWORD", "")
-LDAP_START_TLS = env_bool("LDAP_START_TLS", False)
-LDAP_USER_SEARCH_BASE = env_str("LDAP_USER_SEARCH_BASE", "")
-LDAP_USER_FILTER = env_str("LDAP_USER_FILTER", "(uid=%(user)s)")
-LDAP_GROUP_SEARCH_BASE = env_str("LDAP_GROUP_SEARCH_BASE", "")
-LDAP_GROUP_FILTER = env_str("LDAP_GROUP_FILTER", "(objectClass=groupOfNames)")
+LDAP_ENABLED = False  # LDAP sign-in is not built yet (docs/identity.md, "Not yet")
 
 
-def identity_backends(*, oidc: bool, ldap: bool) -> list[str]:
+def identity_backends(*, oidc: bool, ldap: bool = False) -> list[str]:
     """Sign-in backends after django-axes': passwords (for the accounts that may still use
-    one), then LDAP and OpenID Connect when configured."""
+    one), then OpenID Connect when configured."""
     backends = ["accounts.identity.local.LocalPasswordBackend"]
-    if ldap:
-        backends.append("accounts.identity.ldap.CompanyLDAPBackend")
     if oidc:
         backends.append("accounts.identity.oidc.CompanyOIDCBackend")
     return backends
