@@ -40,6 +40,13 @@ function togglePreview(button, open) {
   item.classList.toggle("open", show);
 }
 
+// A click on a preview that hover opened pins it open (it stays when the pointer leaves).
+function pinOrToggle(button) {
+  const item = button.closest("li");
+  if (item.dataset.hovered) { delete item.dataset.hovered; togglePreview(button, true); return; }
+  togglePreview(button);
+}
+
 function setScope(state, document, title) {
   state.scope = document ? { document: document, title: title } : null;
   scope.hidden = !document;
@@ -55,7 +62,7 @@ export function wireActions(chat) {
     if (button.dataset.action === "copy") copy(button.closest("li.msg"), button);
     else if (button.dataset.action === "regenerate") chat.ask(questionBefore(button.closest("li.msg")));
     else if (button.dataset.action === "edit") edit(button.closest("li.msg").dataset.question);
-    else if (button.classList.contains("preview-toggle")) togglePreview(button);
+    else if (button.classList.contains("preview-toggle")) pinOrToggle(button);
     else if (button.classList.contains("ask-document")) setScope(chat.state, parseInt(button.dataset.document, 10), button.dataset.title);
     else if (button.classList.contains("suggestion")) chat.ask(button.dataset.question);
     return item;
