@@ -1,6 +1,7 @@
 """Role-filtered vector search: recall@10 and latency of the production search path.
 
     cd /work/main && .venv/bin/python bench/search.py --rows 100000 [--keep] [--queries N]
+        [--rows-per-document 2]   # many small documents (a real company's corpus shape)
 
 Loads synthetic 384-d embeddings (a clustered, topic-correlated mixture; see `Corpus`) into the
 bench database through real Collection/Document rows, builds the HNSW index as the migration
@@ -742,6 +743,12 @@ def main() -> None:
     )
     parser.add_argument("--sweep-queries", type=int, help="per sweep point (default: --queries)")
     parser.add_argument("--keep", action="store_true", help="reuse the loaded data if it matches")
+    parser.add_argument(
+        "--rows-per-document",
+        type=int,
+        default=GENERATOR["rows_per_document"],
+        help="chunks per document: 1000 (few large documents, the default) or 2 (many small)",
+    )
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--ef-search", default="40,100,200,400", help="sweep values")
     parser.add_argument("--max-scan-tuples", default="20000,50000,100000", help="sweep values")
@@ -773,6 +780,7 @@ def main() -> None:
 
     from accounts.models import User
 
+    GENERATOR["rows_per_document"] = max(1, args.rows_per_document)
     corpus = Corpus(args.rows, args.seed)
     meta = stored_meta()
     data = None
@@ -908,7 +916,9 @@ def main() -> None:
     for r in results.values():
         r.pop("truth", None)
     path = write_json(
-        f"search-{args.rows}.json",
+        f"search-{args.rows}.json"
+        if args.rows_per_document == 1000
+        else f"search-{args.rows}-per-doc-{args.rows_per_document}.json",
         {
             "benchmark": "search",
             "rows": args.rows,

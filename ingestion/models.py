@@ -40,6 +40,11 @@ class Collection(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Chunks stored in this collection, kept by a trigger on the chunk table (ingestion/rls.py,
+    # CHUNK_COUNT_TRIGGER) in the same statement as every insert, delete or move: the search
+    # plans from it without counting rows per question (issue 16). It includes chunks that are
+    # out of date or replaced; it sizes the search, never decides what is searched.
+    chunk_count = models.PositiveBigIntegerField(default=0, db_default=0, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -165,6 +170,17 @@ class Chunk(models.Model):
     page = models.PositiveIntegerField(null=True, blank=True)
     token_count = models.PositiveIntegerField(default=0)
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    # The document's freshness, copied here so that the search filters candidates by plain
+    # columns of the row it is looking at, instead of joining every candidate to the list of
+    # live documents (a cost that grew with documents x candidates: issue 16). Kept in the same
+    # transaction as every change to it (ingestion.services._chunk_freshness_sync); the search
+    # checks its winners against the documents table once more (ingestion.freshness.fresh), so
+    # a stale copy could cost a result, never admit one.
+    superseded = models.BooleanField(
+        default=False, db_default=False, help_text="An indexed document replaces this one."
+    )
+    valid_from = models.DateTimeField(null=True, blank=True)
+    valid_until = models.DateTimeField(null=True, blank=True)
     search_vector = models.GeneratedField(
         expression=SearchVector("heading", weight="A", config="english")
         + SearchVector("text", weight="B", config="english"),
@@ -190,3 +206,26 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document_id}#{self.ordinal}"
+
+
+class KeywordStat(models.Model):
+    """How many chunks of a collection hold a term (its document frequency), for ranking
+    keyword matches by how rare their terms are (BM25's idf). The row with the empty term
+    counts the collection's chunks. Refreshed by the periodic search maintenance task
+    (ingestion.keywords); the search sums the rows of the collections its user may read, so
+    what other collections hold never changes a reader's ranking.
+    """
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="+")
+    term = models.TextField()
+    df = models.PositiveIntegerField()
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["collection", "term"], name="keyword_stat_term_once")
+        ]
+        indexes = [models.Index(fields=["term", "collection"], name="keyword_stat_term")]
+
+    def __str__(self) -> str:
+        return f"{self.collection_id}:{self.term}={self.df}"

@@ -15,6 +15,7 @@ querysets must do so inside `reading_as(user=…)` too, or it reads nothing.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -146,8 +147,8 @@ def searchable_chunks(*, user, collection_ids: Iterable[int] | None = None) -> Q
 #
 # chunk_search runs two statements, in one transaction whose row-level security scope
 # (`reading_as`, one more statement) names the user's readable collections. The first asks the
-# access module which collections the user may read, and how many fresh chunks each holds (from
-# the small documents table; the table-wide total comes from `ingestion_fresh_chunk_total`).
+# access module which collections the user may read, and how many chunks each holds (the
+# collections' own counts, kept by a trigger: one small table whatever the number of documents).
 # From those sizes it plans the vector search per collection (`SearchPlan`):
 #
 # - exact: collections whose chunks are few enough to compare with the query one by one (recall
@@ -157,10 +158,11 @@ def searchable_chunks(*, user, collection_ids: Iterable[int] | None = None) -> Q
 # - shared index: the table-wide HNSW index with an iterative, filtered scan, for the rest of a
 #   large readable set and for users who read most of the table.
 #
-# The second statement does all of it at once: the vector searches, the full-text search (in
-# `ingestion_chunk_text_search`, which keeps to the transaction's scope itself) and
-# the rows of the winners, each restricted by the readable collection ids *and* by the fresh
-# documents of those collections, in SQL, before any LIMIT. Fusion by reciprocal rank happens
+# The second statement does all of it at once: the vector searches and the keyword search (in
+# `ingestion_chunk_text_search`, which keeps to the transaction's scope itself and ranks by term
+# rarity), each restricted by the readable collection ids and by the chunks' own freshness
+# columns, in SQL, before any LIMIT; then the rows of the winners, whose documents are checked
+# by the documents table's freshness rule once more. Fusion by weighted reciprocal rank happens
 # in Python over at most 2 x SEARCH_CANDIDATES rows. The plan only decides how to search what
 # is readable, never what is: a missing or dropped partial index costs speed, not access.
 
@@ -204,22 +206,22 @@ class _MarkerUser:
 @functools.cache
 def _compiled(name: str) -> tuple[str, tuple]:
     if name == "sizes":
+        # Every collection's stored chunks (kept by a trigger on the chunk table) and whether
+        # the user reads it: one small table, whatever the number of documents.
         readable = ExpressionWrapper(
-            Q(collection_id__in=readable_collection_ids_query(user=_MarkerUser())),
+            Q(pk__in=readable_collection_ids_query(user=_MarkerUser())),
             output_field=BooleanField(),
         )
         query = (
-            Document.objects.filter(_fresh(_MARK_TIME))
-            .values("collection_id")
-            .annotate(n=Sum("chunk_count"), readable=readable)
-            .values_list("collection_id", "n", "readable")
+            Collection.objects.annotate(readable=readable)
+            .values_list("pk", "chunk_count", "readable")
             .order_by()
         )
     else:  # "live": the fresh documents, narrowed to the readable collections by the caller
         query = Document.objects.filter(_fresh(_MARK_TIME)).values_list("pk", "title").order_by()
     sql, params = query.query.sql_with_params()
     markers = sum(1 for p in params if p is _MARK_TIME or p == _MARK_USER)
-    if markers < (3 if name == "sizes" else 2):  # the ORM changed shape: fail loudly
+    if markers < (1 if name == "sizes" else 2):  # the ORM changed shape: fail loudly
         raise RuntimeError(f"search statement {name!r}: markers not found in {params!r}")
     return sql, params
 
@@ -232,25 +234,23 @@ def _bind(params: tuple, *, user_id: int, now) -> list:
 
 
 def _collection_sizes(*, user, collection_ids: Iterable[int] | None) -> tuple[dict[int, int], int]:
-    """Fresh chunks per readable collection, and fresh chunks in the whole table.
-
-    Runs inside `reading_as(user)`: the web role sees only the readable collections' documents,
-    so the table-wide total comes from `ingestion_fresh_chunk_total` (a count, run as the owner).
-    """
+    """Stored chunks per readable collection, and stored chunks in the whole table, from the
+    collections' own counts (one statement on the small collections table). A collection's
+    count includes chunks that are out of date: it sizes the search (exact or index), the
+    search's own filters decide what is found."""
     if not (user is not None and getattr(user, "is_authenticated", False) and user.pk):
         return {}, 0
     sql, params = _compiled("sizes")
-    now = timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(sql, _bind(params, user_id=user.pk, now=now))
+        cursor.execute(sql, _bind(params, user_id=user.pk, now=None))
         rows = cursor.fetchall()
-        cursor.execute("SELECT ingestion_fresh_chunk_total(%s)", [now])
-        total = cursor.fetchone()[0]
     narrowed = None if collection_ids is None else set(collection_ids)
     sizes: dict[int, int] = {}
+    total = 0
     for collection_id, n, may_read in rows:
+        total += n
         if may_read and (narrowed is None or collection_id in narrowed) and n:
-            sizes[collection_id] = sizes.get(collection_id, 0) + n
+            sizes[collection_id] = n
     return sizes, total
 
 
@@ -284,39 +284,53 @@ def _vector_literal(vector) -> str:
     return "[" + ",".join(repr(float(x)) for x in vector) + "]"
 
 
+# A candidate chunk is current by its own columns (copied from its document, in the same
+# transaction as every change: ingestion.services._chunk_freshness_sync): testing them costs
+# the same for every candidate whatever the number of documents. Joining each candidate to the
+# list of live documents instead cost documents x candidates (issue 16: 18 ms of a 5k-document
+# search went to rescanning that list). The winners are checked against the documents once
+# more (`live`), so a stale copy could cost a result, never admit one.
+_CURRENT_CHUNK = (
+    " AND NOT c.superseded"
+    " AND (c.valid_from IS NULL OR c.valid_from <= %(now)s)"
+    " AND (c.valid_until IS NULL OR c.valid_until > %(now)s)"
+)
+
+
 def _search_sql(plan: SearchPlan, live_sql: str, *, with_text: bool) -> str:
-    """The statement for `plan`. `live_sql` selects (id, title) of the fresh readable documents.
+    """The statement for `plan`. `live_sql` selects (id, title) of the fresh readable documents
+    among those of the candidates (`hit`).
 
     Assembled from constant fragments, Django-compiled SQL and integer collection ids; every
-    value (vector, text, ids, limits) travels as a parameter.
+    value (vector, text, ids, limits, time) travels as a parameter.
     """
     vector_parts = []
     if plan.exact:
         # `+ 0`: no index can order by this expression, so every candidate is compared.
         vector_parts.append(
-            "(SELECT c.id, (c.embedding <=> (SELECT v FROM qv)) + 0 AS distance"
+            "(SELECT c.id, (c.embedding <=> (SELECT v FROM qv)) + 0 AS distance"  # noqa: S608
             " FROM ingestion_chunk c WHERE c.collection_id = ANY(%(exact)s)"
-            " AND c.document_id IN (SELECT id FROM live) ORDER BY 2 LIMIT %(limit)s)"
+            f"{_CURRENT_CHUNK} ORDER BY 2 LIMIT %(limit)s)"
         )
     for collection_id in plan.own_index:
         # A literal collection id, so that the planner matches the partial index's predicate.
         vector_parts.append(
             "(SELECT c.id, c.embedding <=> (SELECT v FROM qv) AS distance"  # noqa: S608
             f" FROM ingestion_chunk c WHERE c.collection_id = {int(collection_id)}"
-            " AND c.document_id IN (SELECT id FROM live) ORDER BY 2 LIMIT %(limit)s)"
+            f"{_CURRENT_CHUNK} ORDER BY 2 LIMIT %(limit)s)"
         )
     if plan.shared_index:
         vector_parts.append(
-            "(SELECT c.id, c.embedding <=> (SELECT v FROM qv) AS distance"
+            "(SELECT c.id, c.embedding <=> (SELECT v FROM qv) AS distance"  # noqa: S608
             " FROM ingestion_chunk c WHERE c.collection_id = ANY(%(shared)s)"
-            " AND c.document_id IN (SELECT id FROM live) ORDER BY 2 LIMIT %(limit)s)"
+            f"{_CURRENT_CHUNK} ORDER BY 2 LIMIT %(limit)s)"
         )
     # Through a function that runs as the table owner, so that the GIN index serves `@@` under
-    # row-level security too; it keeps to the transaction's readable collections by itself
-    # (ingestion/rls.py, TEXT_SEARCH_FUNCTION).
+    # row-level security too; it keeps to the transaction's readable collections by itself and
+    # ranks by term rarity (ingestion/rls.py, TEXT_SEARCH_FUNCTION).
     text = (
-        "SELECT id, rank FROM ingestion_chunk_text_search(%(text)s, %(collections)s,"
-        " (SELECT coalesce(array_agg(id), '{}') FROM live), %(limit)s)"
+        "SELECT id, rank FROM ingestion_chunk_text_search(%(text)s, %(collections)s, NULL,"
+        " %(limit)s)"
         # The LIMIT tells the planner how few rows come back (a function is assumed to return
         # 1000), so that the winners are fetched by primary key, not by scanning a collection.
         " LIMIT %(limit)s"
@@ -326,15 +340,16 @@ def _search_sql(plan: SearchPlan, live_sql: str, *, with_text: bool) -> str:
     return (
         # The query vector is parsed once (384 floats as text cost ~0.2 ms each time).
         "WITH qv AS MATERIALIZED (SELECT %(vector)s::vector AS v),"  # noqa: S608
-        f" live (id, title) AS MATERIALIZED ({live_sql}),"
         f" vec AS MATERIALIZED (SELECT id, distance FROM ({' UNION ALL '.join(vector_parts)}) v"
         "  ORDER BY distance LIMIT %(limit)s),"
-        f" txt AS MATERIALIZED ({text})"
-        # The winners' rows, fetched by primary key (and through the same filter once more).
+        f" txt AS MATERIALIZED ({text}),"
+        " hit AS MATERIALIZED (SELECT c.id, c.document_id FROM ingestion_chunk c"
+        "  WHERE c.id IN (SELECT id FROM vec UNION SELECT id FROM txt)),"
+        # The documents of the candidates, checked by the documents table's own rule.
+        f" live (id, title) AS MATERIALIZED ({live_sql})"
         " SELECT c.id, c.document_id, live.title, c.collection_id, c.version, c.ordinal,"
         "  c.heading, c.page, c.text, vec.distance, txt.rank"
-        " FROM (SELECT id FROM vec UNION SELECT id FROM txt) AS hit"
-        " JOIN ingestion_chunk c ON c.id = hit.id JOIN live ON live.id = c.document_id"
+        " FROM hit JOIN ingestion_chunk c ON c.id = hit.id JOIN live ON live.id = c.document_id"
         " LEFT JOIN vec ON vec.id = hit.id LEFT JOIN txt ON txt.id = hit.id"
         " WHERE c.collection_id = ANY(%(collections)s)"
     )
@@ -342,9 +357,13 @@ def _search_sql(plan: SearchPlan, live_sql: str, *, with_text: bool) -> str:
 
 def _search_rows(plan: SearchPlan, *, query: str, vector, limit: int) -> list[tuple]:
     collections = list(plan.collections)
+    now = timezone.now()
     live_sql, live_params = _compiled("live")
-    live_sql += ' AND "ingestion_document"."collection_id" = ANY(%s)'
-    live_params = [*_bind(live_params, user_id=0, now=timezone.now()), collections]
+    live_sql += (
+        ' AND "ingestion_document"."collection_id" = ANY(%s)'
+        ' AND "ingestion_document"."id" IN (SELECT document_id FROM hit)'
+    )
+    live_params = [*_bind(live_params, user_id=0, now=now), collections]
     # The live documents' SQL comes with positional parameters; name them for the statement.
     names = {f"live{i}": value for i, value in enumerate(live_params)}
     live_sql = live_sql.replace("%%", "%%%%")  # keep literal percent signs literal
@@ -357,6 +376,7 @@ def _search_rows(plan: SearchPlan, *, query: str, vector, limit: int) -> list[tu
         "vector": _vector_literal(vector),
         "text": query,
         "limit": limit,
+        "now": now,
     }
     sql = _search_sql(plan, live_sql, with_text=bool(query))
     with connection.cursor() as cursor:
@@ -383,6 +403,24 @@ def _search_rows(plan: SearchPlan, *, query: str, vector, limit: int) -> list[tu
             return rows
 
 
+# A code: a token with a digit and a letter or a joining - _ . / in it ("E214", "KA-RRR-0419",
+# "REQ-2025-0142", "2.75x"): contract and ticket numbers, error codes, versions. Plain numbers
+# (years, amounts) and hyphenated words ("e-mail") are not codes: many chunks hold them.
+_TOKEN = re.compile(r"(?<![\w])[A-Za-z0-9]+(?:[-_./][A-Za-z0-9]+)*")
+
+
+def identifiers_in(query: str) -> list[str]:
+    """The codes a question names (casefolded), which their chunk must hold exactly."""
+    codes = set()
+    for match in _TOKEN.finditer(query):
+        token = match.group(0)
+        has_digit = any(ch.isdigit() for ch in token)
+        joined_or_lettered = any(ch.isalpha() or ch in "-_./" for ch in token)
+        if has_digit and joined_or_lettered:
+            codes.add(token.casefold())
+    return sorted(codes)
+
+
 def chunk_search(
     *,
     user,
@@ -393,8 +431,9 @@ def chunk_search(
 ) -> list[SearchHit]:
     """The best `k` chunks for `query` among those `user` may read now.
 
-    Vector similarity (cosine; see `plan_search`) and PostgreSQL full-text search are fused by
-    reciprocal rank fusion. `vector` may pass a precomputed query embedding; `collection_ids`
+    Vector similarity (cosine; see `plan_search`) and keyword search (any term, rarer terms
+    weigh more) are fused by weighted reciprocal rank (SEARCH_KEYWORD_WEIGHT, SEARCH_RRF_K).
+    `vector` may pass a precomputed query embedding; `collection_ids`
     narrows the search, never widens it.
     """
     query = (query or "").strip()
@@ -421,11 +460,16 @@ def chunk_search(
     text_rank = {r[0]: rank for rank, r in enumerate(by_text, start=1)}
     rrf = settings.SEARCH_RRF_K
     scores: dict[int, float] = {}
-    for ranking in (vector_rank, text_rank):
+    weights = ((vector_rank, 1.0), (text_rank, settings.SEARCH_KEYWORD_WEIGHT))
+    for ranking, weight in weights:
         for pk, rank in ranking.items():
-            scores[pk] = scores.get(pk, 0.0) + 1.0 / (rrf + rank)
+            scores[pk] = scores.get(pk, 0.0) + weight / (rrf + rank)
     by_id = {r[0]: r for r in rows}
-    best = sorted(scores, key=lambda pk: (-scores[pk], pk))[:k]
+    codes = identifiers_in(query)
+    # A chunk holding every code of the question exactly ("KA-RRR-0419", "E214") comes first:
+    # vectors place a code's neighbours near it, and only the exact text answers.
+    exact = {pk for pk in scores if codes and all(c in by_id[pk][8].casefold() for c in codes)}
+    best = sorted(scores, key=lambda pk: (pk not in exact, -scores[pk], pk))[:k]
     return [
         SearchHit(
             chunk_id=pk,

@@ -34,7 +34,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.text import slugify
@@ -656,6 +656,8 @@ def _swap(*, document_id, task_id, version, extracted, pieces, vectors) -> str:
         document.progress_done = document.progress_total = len(pieces)
         document.lease_expires_at = None
         document.save()
+        # The new chunks take the document's dates; the document it replaces leaves the search.
+        _chunk_freshness_sync([document_id, document.supersedes_id])
     _publish(
         document_id,
         state=Document.State.INDEXED,
@@ -671,6 +673,33 @@ def _swap(*, document_id, task_id, version, extracted, pieces, vectors) -> str:
 
 
 # --- maintenance ------------------------------------------------------------------------------
+
+
+# Each chunk carries its document's freshness (Chunk.superseded, valid_from, valid_until) so that
+# the search filters candidates without joining them to the documents. One statement brings the
+# chunks of the given documents in line with the documents table, writing only rows that differ.
+_FRESHNESS_SYNC = """
+UPDATE ingestion_chunk c
+   SET valid_from = d.valid_from, valid_until = d.valid_until, superseded = f.superseded
+  FROM ingestion_document d,
+       LATERAL (SELECT EXISTS (SELECT 1 FROM ingestion_document s
+                               WHERE s.supersedes_id = d.id AND s.indexed_version IS NOT NULL)
+                       AS superseded) f
+ WHERE d.id = ANY(%s) AND c.document_id = d.id
+   AND (c.valid_from IS DISTINCT FROM d.valid_from OR c.valid_until IS DISTINCT FROM d.valid_until
+        OR c.superseded IS DISTINCT FROM f.superseded)
+"""
+
+
+def _chunk_freshness_sync(document_ids: Iterable[int | None]) -> int:
+    """Copy the documents' freshness onto their chunks, in the caller's transaction: every
+    change to a document's dates, to what replaces it, or to its chunk set calls this."""
+    ids = sorted({i for i in document_ids if i is not None})
+    if not ids:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(_FRESHNESS_SYNC, [ids])
+        return cursor.rowcount
 
 
 def documents_reconcile() -> list[int]:
@@ -752,8 +781,10 @@ def document_delete(*, actor: User | None, document: Document) -> None:
         target=document,
         details={"collection": document.collection.name, "versions": len(names)},
     )
-    document_id = document.pk
+    document_id, replaced = document.pk, document.supersedes_id
     document.delete()  # cascades to chunks and versions
+    # The document it replaced (if any) is current again, unless another successor is indexed.
+    _chunk_freshness_sync([replaced])
     _changed([document_id], "was deleted")
 
     def remove_files() -> None:
@@ -816,6 +847,7 @@ def document_set_validity(
         document.state, document.state_reason = Document.State.QUEUED, ""
         document.attempts, document.task_id, document.lease_expires_at = 0, "", None
     document.save()
+    _chunk_freshness_sync([document.pk])
     _changed([document.pk], "changed its validity dates")
     audit_record(
         actor=actor,

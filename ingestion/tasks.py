@@ -46,3 +46,12 @@ def sync_search_indexes() -> dict:
 
     result = search_indexes_sync()
     return {"created": result.created, "rebuilt": result.rebuilt, "dropped": result.dropped}
+
+
+@shared_task(acks_late=True, time_limit=settings.CELERY_TASK_TIME_LIMIT)
+def refresh_keyword_stats() -> dict:
+    """Term counts for keyword ranking, for the collections whose chunks changed (keywords.py)."""
+    from ingestion.keywords import keyword_stats_refresh
+
+    result = keyword_stats_refresh()
+    return {"collections": list(result.collections), "terms": result.terms}

@@ -180,6 +180,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "ingestion.tasks.sync_search_indexes",
         "schedule": float(env_int("SEARCH_INDEX_SYNC_SECONDS", 300, minimum=10)),
     },
+    "ingest-keyword-stats": {
+        "task": "ingestion.tasks.refresh_keyword_stats",
+        "schedule": float(env_int("SEARCH_KEYWORD_STATS_SECONDS", 300, minimum=10)),
+    },
     "querylog-retention": {"task": "compliance.tasks.apply_retention", "schedule": 86400.0},
     "querylog-verify": {"task": "compliance.tasks.verify_daily", "schedule": 86400.0},
     "tuning-reconcile": {"task": "tuning.tasks.reconcile", "schedule": 60.0},
@@ -301,6 +305,8 @@ SEARCH_EF_SEARCH = env_int("SEARCH_EF_SEARCH", 200, minimum=10, maximum=1000)
 SEARCH_MAX_SCAN_TUPLES = env_int("SEARCH_MAX_SCAN_TUPLES", 50_000, minimum=1000)
 SEARCH_CANDIDATES = env_int("SEARCH_CANDIDATES", 30, minimum=5, maximum=200)
 SEARCH_RRF_K = env_int("SEARCH_RRF_K", 60, minimum=1)
+# The keyword ranking's weight in the fusion, the vector ranking's being 1 (bench/retrieval.py).
+SEARCH_KEYWORD_WEIGHT = env_float("SEARCH_KEYWORD_WEIGHT", 1.0, minimum=0.0)
 SEARCH_MAX_K = 50
 
 # --- chat -------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunSQL(
-            rls.TEXT_SEARCH_FUNCTION,
+            rls.TEXT_SEARCH_FUNCTION_V1,
             "DROP FUNCTION IF EXISTS ingestion_chunk_text_search(text, bigint[], bigint[], integer);",
         ),
     ]
