@@ -143,3 +143,81 @@ def through_provider(authorize_url: str, login: str, *, browser: requests.Sessio
 def path_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.path}?{parts.query}"
+
+
+LDAP_SUFFIX = "dc=lumen,dc=example"
+LDAP_ADMIN = f"cn=admin,{LDAP_SUFFIX}"
+LDAP_ADMIN_PASSWORD = "ldap-admin-secret"
+LDAP_SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
+
+
+class Slapd:
+    """Debian's slapd on a free local port with a throw-away database and a test tree: people
+    under ou=people, groupOfNames under ou=groups (scripts/bootstrap --test installs it)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.uri = f"ldap://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def _config(self) -> Path:
+        data = self.directory / "data"
+        data.mkdir(exist_ok=True)
+        lines = [f"include /etc/ldap/schema/{name}.schema" for name in LDAP_SCHEMAS]
+        lines += [
+            f"pidfile {self.directory / 'slapd.pid'}",
+            "modulepath /usr/lib/ldap",
+            "moduleload back_mdb",
+            "database mdb",
+            f'suffix "{LDAP_SUFFIX}"',
+            f'rootdn "{LDAP_ADMIN}"',
+            f"rootpw {LDAP_ADMIN_PASSWORD}",
+            f"directory {data}",
+            "maxsize 104857600",
+        ]
+        config = self.directory / "slapd.conf"
+        config.write_text("\n".join(lines) + "\n")
+        return config
+
+    def start(self, tree: str) -> Slapd:
+        config = self._config()
+        (self.directory / "tree.ldif").write_text(tree)
+        subprocess.run(
+            ["/usr/sbin/slapadd", "-f", str(config), "-l", str(self.directory / "tree.ldif")],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        self.log = (self.directory / "slapd.log").open("w")
+        self.proc = subprocess.Popen(
+            ["/usr/sbin/slapd", "-f", str(config), "-h", self.uri + "/", "-d", "0"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.modify("") == 0:
+                return self
+            time.sleep(0.2)
+        raise RuntimeError("slapd did not start: " + (self.directory / "slapd.log").read_text())
+
+    def modify(self, ldif: str) -> int:
+        """Apply an LDIF change as the directory's administrator (ldapmodify); its exit code."""
+        return subprocess.run(
+            ["ldapmodify", "-x", "-H", self.uri, "-D", LDAP_ADMIN, "-w", LDAP_ADMIN_PASSWORD],
+            input=ldif, text=True, capture_output=True,
+        ).returncode  # fmt: skip
+
+    def settings(self) -> dict:
+        from config.settings.identity import ldap_settings
+
+        return ldap_settings(
+            server_uri=self.uri,
+            bind_dn=LDAP_ADMIN,
+            bind_password=LDAP_ADMIN_PASSWORD,
+            user_search_base=f"ou=people,{LDAP_SUFFIX}",
+            group_search_base=f"ou=groups,{LDAP_SUFFIX}",
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            terminate(self.proc)
+            self.log.close()
