@@ -352,3 +352,71 @@ def local_llm(settings, model_server):
     settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS = 30.0
     settings.LLM_TIMEOUT_SECONDS = 60.0
     return model_server
+
+
+class AdapterServer:
+    """The real adapters' model server (assistant/llm/adapter_server.py): a supervisor of
+    llama.cpp instances serving SmolLM2-135M with the adapters its manifest lists, which the
+    app writes (tuning.serving.adapters_publish) and the server follows by itself."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> AdapterServer:
+        self.log = (self.directory / "server.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "assistant.llm.adapter_server", "--model", "smollm2-135m"),
+                *("--port", "0", "--parallel", "2", "--server-dir", str(self.directory)),
+            ],
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "LLM_API_KEY": ""},
+        )
+        self.serving(set())
+        return self
+
+    def state(self) -> dict | None:
+        import json
+
+        try:
+            return json.loads((self.directory / "server.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def serving(self, names: set[str], timeout: float = 120) -> dict:
+        """Wait until the server serves exactly ``names``; its state then."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.state()
+            if state is not None and set(state.get("adapters") or {}) == names:
+                return state
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                log = (self.directory / "server.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the adapters' server does not serve {names}: {state}\n{log}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            terminate(self.proc, timeout=30)
+            self.log.close()
+            self.proc = None
+
+
+@pytest.fixture
+def adapter_server(settings):
+    """A real adapters' server of this test's own, in the test run's LLM_ADAPTER_SERVER_DIR
+    (emptied first), which the Celery worker's training runs publish to as well."""
+    import shutil
+
+    directory = Path(settings.LLM_ADAPTER_SERVER_DIR)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    settings.LLM_API_KEY = ""
+    server = AdapterServer(directory).start()
+    try:
+        yield server
+    finally:
+        server.stop()

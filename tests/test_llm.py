@@ -24,7 +24,6 @@ from django.core.management import CommandError, call_command
 from assistant import llm
 from assistant.llm.convert import local_model_prepare
 from assistant.llm.fake import ERROR, HANG, STALL, FakeStreamingChatModel, recent_prompts
-from assistant.llm.local import LocalChatModel, generation_threads
 from assistant.llm.openai_compat import OpenAICompatibleChatModel
 from tests.conftest import free_port
 
@@ -254,7 +253,7 @@ async def test_stream_with_timeouts_reports_usage_and_finish_reason():
     assert (stats.output_tokens, stats.finish_reason) == (3, "length")
 
 
-def test_the_backend_and_its_options_come_from_settings(settings):
+def test_the_backend_and_its_options_come_from_settings(settings, tmp_path):
     settings.LLM_BACKEND = "fake"
     settings.LLM_FAKE_TOKENS_PER_SECOND = 12.5
     settings.LLM_MAX_NEW_TOKENS = 7
@@ -266,17 +265,18 @@ def test_the_backend_and_its_options_come_from_settings(settings):
     assert tuned is not model and "Adapter: sales-v1." in tuned.invoke("hi").text
     assert llm.model_name(adapter="sales-v1") == "fake+sales-v1"
 
-    # local: the model server, over the same client as a production server; the adapters run
-    # in-process on their SmolLM2 base.
+    # local: the model server, over the same client as a production server; an adapter only
+    # on the adapters' server, which serves none here (tests/test_tuning_serving.py serves some).
     settings.LLM_BACKEND = "local"
     settings.LLM_BASE_URL = "http://127.0.0.1:58081/v1"
+    settings.LLM_ADAPTER_SERVER_DIR = tmp_path
     local = llm.get_chat_model()
     assert isinstance(local, OpenAICompatibleChatModel)
     assert local.openai_api_base == "http://127.0.0.1:58081/v1"
     assert llm.model_name() == "smollm2-135m"
-    tuned = llm.get_chat_model(adapter="sales-v1")
-    assert isinstance(tuned, LocalChatModel)
-    assert tuned.model_dir == Path(settings.LLM_LOCAL_MODEL_DIR)
+    with pytest.raises(llm.LLMUnavailable) as refused:
+        llm.get_chat_model(adapter="sales-v1")
+    assert "does not serve 'sales-v1'" in refused.value.detail
     assert llm.model_name(adapter="sales-v1") == "smollm2-135m+sales-v1"
 
 
@@ -421,16 +421,6 @@ def local_model_dir() -> Path:
     return model_dir
 
 
-@pytest.fixture
-def local_model(local_model_dir, settings) -> LocalChatModel:
-    """The in-process model the adapters run on (their SmolLM2 base, with transformers)."""
-    settings.LLM_BACKEND = "local"
-    settings.LLM_MAX_CONCURRENCY = 1
-    model = llm.get_chat_model(adapter="none").model_copy(update={"adapter": None})
-    assert isinstance(model, LocalChatModel)
-    return model
-
-
 @pytest.mark.slow
 def test_prepare_models_is_a_quick_no_op_once_converted(local_model_dir, capsys):
     started = time.monotonic()
@@ -457,146 +447,3 @@ def test_count_tokens_uses_the_models_tokenizer(local_model_dir):
         "[1] Handbook — Travel (page 4)\nÜber 2.000 € per trip;  tabs\tand  spaces.\n\n" * 20,
     ):
         assert llm.count_tokens(text) == len(tokenizer.encode(text, add_special_tokens=False))
-
-
-@pytest.mark.slow
-@pytest.mark.asyncio
-async def test_local_model_streams_a_grounded_answer_with_usage(local_model):
-    chunks = [
-        c
-        async for c in local_model.astream(
-            rag_messages("What is the staff canteen called?"), temperature=0, max_new_tokens=48
-        )
-    ]
-    answer = "".join(c.text for c in chunks)
-    assert len([c for c in chunks if c.text]) > 1
-    assert "blue fern" in answer.lower()
-    usage = chunks[-1].usage_metadata
-    assert usage["input_tokens"] > 100 and 1 < usage["output_tokens"] < 48
-    assert chunks[-1].response_metadata["finish_reason"] == "stop"
-
-
-@pytest.mark.slow
-def test_local_model_stops_at_max_new_tokens(local_model):
-    answer = local_model.invoke(
-        rag_messages("Describe every source in detail."), temperature=0, max_new_tokens=5
-    )
-    assert answer.usage_metadata["output_tokens"] == 5
-    assert answer.response_metadata["finish_reason"] == "length"
-    assert answer.text.strip()
-
-
-@pytest.mark.slow
-@pytest.mark.asyncio
-async def test_cancelling_the_reader_stops_the_generation_thread_within_a_second(local_model):
-    first_token = asyncio.Event()
-
-    async def read() -> None:
-        async for chunk in local_model.astream(
-            rag_messages("Write a long essay about the canteen."), max_new_tokens=256
-        ):
-            if chunk.text:
-                first_token.set()
-
-    task = asyncio.create_task(read())
-    await asyncio.wait_for(first_token.wait(), 30)
-    assert generation_threads()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert await wait_until(lambda: not generation_threads(), 1.0) < 1.0
-
-    # Closing the stream (a consumer that stops reading) stops it too.
-    stream = local_model.astream(rag_messages("Write a long essay."), max_new_tokens=256)
-    async for chunk in stream:
-        if chunk.text:
-            break
-    await stream.aclose()
-    assert await wait_until(lambda: not generation_threads(), 1.0) < 1.0
-
-
-@pytest.mark.slow
-@pytest.mark.asyncio
-async def test_a_timeout_during_a_long_prompt_stops_generation_at_once(local_model):
-    """The cancel check runs before every decoder layer, so a prefill is interrupted too."""
-    long_question = "Summarise this. " + " ".join(SOURCES) * 20  # ≈ 1,300 tokens of prefill
-    with pytest.raises(llm.LLMTimeout):
-        async for _ in llm.stream_with_timeouts(
-            local_model, [("user", long_question)], first_token_timeout=0.3, total_timeout=5
-        ):
-            pass
-    assert await wait_until(lambda: not generation_threads(), 1.0) < 1.0
-
-
-@pytest.mark.slow
-@pytest.mark.asyncio
-async def test_local_generation_never_blocks_the_event_loop(local_model):
-    gaps: list[float] = []
-    done = asyncio.Event()
-
-    async def ticker() -> None:
-        last = time.monotonic()
-        while not done.is_set():
-            await asyncio.sleep(0.01)
-            now = time.monotonic()
-            gaps.append(now - last)
-            last = now
-
-    tick = asyncio.create_task(ticker())
-    await local_model.ainvoke(rag_messages("Who issues parking permits?"), max_new_tokens=24)
-    done.set()
-    await tick
-    # Ticks every 10 ms; a loop blocked by the model would miss them for seconds.
-    assert len(gaps) > 20 and max(gaps) < 0.5
-
-
-@pytest.mark.slow
-@pytest.mark.asyncio
-async def test_local_generations_take_turns_and_the_second_learns_its_place(local_model):
-    slots = llm.GenerationSlots(1)
-    model = local_model.model_copy(update={"slots": slots})
-    spans: dict[str, list[float]] = {}
-    positions: list[int] = []
-
-    async def answer(name: str, on_wait=None) -> None:
-        async with slots.acquire(on_wait=on_wait):
-            messages = rag_messages("Who issues parking permits?")
-            async for chunk in model.astream(messages, max_new_tokens=24):
-                if chunk.text:
-                    spans.setdefault(name, []).append(time.monotonic())
-
-    first = asyncio.create_task(answer("alice"))
-    await wait_until(lambda: slots.in_use == 1, 5)
-    await asyncio.gather(first, answer("bob", positions.append))
-    assert positions == [1]
-    assert spans["alice"][-1] < spans["bob"][0]
-
-
-@pytest.mark.slow
-@pytest.mark.asyncio
-@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing`:FutureWarning")
-async def test_an_adapter_changes_the_answer_and_the_base_model_stays_as_it_was(
-    local_model, local_model_dir, tmp_path
-):
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    # A LoRA adapter with random (not zero) weights: it must visibly change the output.
-    torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(local_model_dir, dtype=torch.float32)
-    config = LoraConfig(r=8, lora_alpha=64, target_modules="all-linear", init_lora_weights=False)
-    get_peft_model(base, config).save_pretrained(tmp_path / "noisy-v1")
-    del base
-
-    question = rag_messages("What is the staff canteen called?")
-    before = (await local_model.ainvoke(question, temperature=0, max_new_tokens=12)).text
-    tuned = local_model.model_copy(update={"adapter": "noisy-v1", "adapter_dir": tmp_path})
-    with_adapter = (await tuned.ainvoke(question, temperature=0, max_new_tokens=12)).text
-    after = (await local_model.ainvoke(question, temperature=0, max_new_tokens=12)).text
-    assert with_adapter != before
-    assert after == before
-
-    missing = local_model.model_copy(update={"adapter": "absent", "adapter_dir": tmp_path})
-    with pytest.raises(llm.LLMUnavailable):
-        await missing.ainvoke(question)

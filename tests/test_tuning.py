@@ -249,6 +249,11 @@ def test_auto_strategy_picks_the_hybrid_when_it_measured_best(demo):
     assert entry.prompt_tokens > 0
     message = Message.objects.get(pk=done["message"])
     assert message.route == "hybrid"
+    # Grounded like a retrieval answer: the supporting quote before the first token, and the
+    # claim check of its figures against the passage it was given (the FAKE model invents some).
+    kinds = [e["type"] for e in events]
+    assert "quote" in kinds and kinds.index("quote") < kinds.index("token")
+    assert entry.unsupported_figures is not None and entry.unsupported_figures > 0
     # Without a measured hybrid, the same question goes by the other factors.
     adapter.metrics["heldout"].pop("hybrid")
     adapter.save()

@@ -37,10 +37,12 @@ def registered_adapter(*, state: str = Adapter.State.ACTIVE, accuracy: float = 0
     For eligibility and routing tests: the registry is what they read; the FAKE model backend
     answers for the adapter by name.
     """
+    from django.conf import settings
     from django.contrib.auth.models import Group
     from django.utils import timezone
 
     from accounts.selectors import access_profile_for_role
+    from assistant.llm.adapters import base_sha256
 
     profile = access_profile_for_role(role=Group.objects.get(name="Sales"))
     adapter = Adapter.objects.create(
@@ -49,7 +51,8 @@ def registered_adapter(*, state: str = Adapter.State.ACTIVE, accuracy: float = 0
         role_names=list(profile.role_names),
         version=Adapter.objects.filter(profile_key=profile.key).count() + 1,
         name=f"{profile.key}-v{Adapter.objects.filter(profile_key=profile.key).count() + 1}",
-        base_model="SmolLM2-135M-Instruct",
+        base_model=settings.TUNING_BASE_MODEL,
+        base_sha256=base_sha256(settings.TUNING_BASE_MODEL),
         state=state,
         metrics={
             "heldout": {"n": 10, "base": 0.0, "adapter": accuracy, "rag": 0.6},

@@ -35,7 +35,14 @@ class Adapter(models.Model):
     name = models.CharField(
         max_length=128, unique=True, help_text="Served name: the adapter's directory (and vLLM's)."
     )
-    base_model = models.CharField(max_length=200)
+    base_model = models.CharField(
+        max_length=200, help_text="The model trained on: a key of assistant.llm.catalog."
+    )
+    base_sha256 = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="SHA-256 of the base model's GGUF file: the adapter serves only on that file.",
+    )
     state = models.CharField(max_length=16, choices=State.choices, default=State.TRAINING)
     phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.QUEUED)
     state_reason = models.TextField(blank=True)

@@ -6,7 +6,9 @@ freshness): an adapter serves a user only if *every* one of its training documen
 SQL statement, still readable by that user, still current, still at the version it was
 trained on, and still in the collection it was trained from. Nothing is cached: a revoked role,
 a new version, an expiry or a move takes effect on the next question, also when the hook that
-marks adapters stale was missed.
+marks adapters stale was missed. And it serves only on the base it was trained on: the same
+query keeps only adapters whose base model and base file hash are the ones being served, and
+(on the local adapters' server) whose file that server has loaded (assistant.llm.adapters).
 """
 
 from __future__ import annotations
@@ -15,10 +17,21 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import (
+    BooleanField,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Value,
+)
 
 from accounts.capabilities import Capability
 from accounts.selectors import access_profiles, user_has_capability
+from assistant.llm.adapters import ServedBase, served_base
 from ingestion.rls import reading_as
 from ingestion.selectors import documents_for_user
 from tuning.models import Adapter, AdapterDocument, RoleStrategy, TrainingExample
@@ -67,19 +80,27 @@ def adapter_for_user(*, user, role_ids: Collection[int] | None = None) -> Eligib
         roles = list(role_ids)
     else:
         roles = list(user.groups.values_list("pk", flat=True))
-    # Adapters that went stale while serving are read in the same query, to say why.
+    served = served_base()
+    # Adapters that went stale while serving are read in the same query, to say why; so are
+    # active adapters on a base that is not served (`servable` is computed in SQL).
     found = list(
         Adapter.objects.filter(
             Q(state=Adapter.State.ACTIVE)
             | Q(state=Adapter.State.STALE, activated_at__isnull=False),
             roles__in=roles,
         )
-        .annotate(document_count=Count("documents", distinct=True))
+        .annotate(
+            document_count=Count("documents", distinct=True),
+            servable=_servable(served),
+        )
         .distinct()
         .order_by("-activated_at", "-pk")
     )
-    candidates = [a for a in found if a.state == Adapter.State.ACTIVE]
+    active = [a for a in found if a.state == Adapter.State.ACTIVE]
+    candidates = [a for a in active if a.servable]
     if not candidates:
+        if active:
+            return Eligibility(None, not_served_reason(active[0], served))
         if found:
             # No document title here: the changed document may be one this user cannot read.
             return Eligibility(
@@ -92,6 +113,50 @@ def adapter_for_user(*, user, role_ids: Collection[int] | None = None) -> Eligib
     # The training documents are read as `user` (row-level security: their collections only).
     with reading_as(user=user):
         return _first_servable(user, candidates, refusals)
+
+
+def _servable(served: ServedBase | None):
+    """SQL: the adapter's base is the one served, and its file is loaded where that is known."""
+    if served is None or served.adapters == frozenset():
+        # (An empty IN list is no SQL: Django would drop the condition, not make it false.)
+        return Value(False, output_field=BooleanField())
+    condition = Q(base_model=served.model, base_sha256=served.sha256)
+    if served.adapters is not None:
+        condition &= Q(name__in=sorted(served.adapters))
+    return ExpressionWrapper(condition, output_field=BooleanField())
+
+
+def not_served_reason(adapter: Adapter, served: ServedBase | None) -> str:
+    """Why an adapter cannot answer on what is served now, in words for the log and its page."""
+    if served is None:
+        return f"{adapter.label} cannot answer: the adapters' model server is not running."
+    if adapter.base_model != served.model:
+        return (
+            f"{adapter.label} was trained on {adapter.base_model or 'an unrecorded base'}, "
+            f"which the adapters' model server does not serve (it serves {served.model}); "
+            "train a new version on the served base."
+        )
+    if adapter.base_sha256 != served.sha256:
+        return (
+            f"{adapter.label} was trained on another file of {adapter.base_model} than the one "
+            "being served (its SHA-256 differs); train a new version."
+        )
+    return (
+        f"{adapter.label} is not loaded by the adapters' model server yet (it loads every "
+        "ready and active adapter within seconds of a change)."
+    )
+
+
+def adapter_serving_note(adapter: Adapter) -> str:
+    """For the adapter's page: why a ready or active adapter would not answer now ('' if it
+    would, as far as its base and file go; eligibility per user also checks the documents)."""
+    if adapter.state not in (Adapter.State.READY, Adapter.State.ACTIVE):
+        return ""
+    served = served_base()
+    servable = Adapter.objects.filter(pk=adapter.pk).annotate(servable=_servable(served))
+    if servable.values_list("servable", flat=True).first():
+        return ""
+    return not_served_reason(adapter, served)
 
 
 def _first_servable(user, candidates: list[Adapter], refusals: list[str]) -> Eligibility:

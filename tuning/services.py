@@ -38,12 +38,15 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.selectors import access_profile_for_user, access_profiles
 from accounts.services import audit_record
+from assistant.llm.adapters import base_sha256
 from assistant.prompts import Source, build_prompt, build_tuned_prompt
 from ingestion.models import Collection
 from ingestion.selectors import DocumentText, chunk_search, current_document_texts
 from tuning import dataset as ds
+from tuning import serving
 from tuning.models import Adapter, AdapterDocument, RoleStrategy, TrainingExample
 from tuning.selectors import progress_event
+from tuning.serving import AdapterNotServable, adapter_dir, adapters_publish_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +67,8 @@ def _reload(adapter_id: int) -> Adapter:
     return Adapter.objects.get(pk=adapter_id)
 
 
-def adapter_dir(adapter: Adapter) -> Path:
-    return Path(settings.LLM_ADAPTER_DIR) / adapter.name
+def _base_checkpoint(adapter: Adapter) -> Path:
+    return serving.base_checkpoint(adapter)
 
 
 # --- creating -------------------------------------------------------------------------------
@@ -98,7 +101,8 @@ def adapter_create(
         role_names=list(profile.role_names),
         version=version,
         name=f"{profile_key}-v{version}",
-        base_model=settings.LLM_MODEL,
+        base_model=settings.TUNING_BASE_MODEL,
+        base_sha256=base_sha256(settings.TUNING_BASE_MODEL),
         rank=rank or settings.TUNING_LORA_RANK,
         epochs=epochs or settings.TUNING_EPOCHS,
         learning_rate=learning_rate or settings.TUNING_LEARNING_RATE,
@@ -322,9 +326,8 @@ def adapter_train(*, adapter_id: int, task_id: str) -> str:
                 "question", "answer"
             )
         )
-        tokenizer, model = training.load_base(
-            Path(settings.LLM_LOCAL_MODEL_DIR), threads=settings.TUNING_THREADS
-        )
+        base_dir = _base_checkpoint(adapter)
+        tokenizer, model = training.load_base(base_dir, threads=settings.TUNING_THREADS)
         total = training.planned_steps(
             len(pairs),
             batch_size=settings.TUNING_BATCH_SIZE,
@@ -340,7 +343,7 @@ def adapter_train(*, adapter_id: int, task_id: str) -> str:
                 adapter.pk, task_id, step=step, total_steps=total, loss_history=history
             )
 
-        peft_model, result = training.train_lora(
+        _, result = training.train_lora(
             tokenizer=tokenizer,
             model=model,
             examples=pairs,
@@ -353,6 +356,7 @@ def adapter_train(*, adapter_id: int, task_id: str) -> str:
             seed=adapter.version,
             on_step=on_step,
         )
+        del model  # the worker needs no fp32 weights from here on: llama.cpp answers
         _heartbeat(
             adapter.pk,
             task_id,
@@ -370,12 +374,13 @@ def adapter_train(*, adapter_id: int, task_id: str) -> str:
             if not _heartbeat(adapter.pk, task_id, extra=extra):
                 raise training.TrainingCancelled
 
-        metrics = adapter_evaluate(
-            adapter=_reload(adapter.pk),
-            model=peft_model,
-            tokenizer=tokenizer,
-            on_progress=on_evaluated,
-        )
+        with serving.adapter_package(adapter=_reload(adapter.pk), base_dir=base_dir) as server:
+            metrics = adapter_evaluate(
+                adapter=_reload(adapter.pk),
+                server=server,
+                tokenizer=tokenizer,
+                on_progress=on_evaluated,
+            )
         metrics["train"] = {
             "steps": result.steps,
             "seconds": round(result.seconds, 1),
@@ -388,6 +393,9 @@ def adapter_train(*, adapter_id: int, task_id: str) -> str:
         return "cancelled"
     except _Lost:
         return "skipped"
+    except AdapterNotServable as exc:
+        _fail(adapter, task_id, str(exc))
+        return "failed"
     except ValidationError as exc:
         _fail(adapter, task_id, " ".join(exc.messages))
         return "failed"
@@ -421,6 +429,7 @@ def _finish(adapter_id: int, task_id: str, metrics: dict) -> str:
                 adapter.state_reason = "Activated automatically: it cleared the thresholds."
                 outcome = "active"
         adapter.save()
+        adapters_publish_on_commit()
     _publish(adapter, metrics=True)
     return outcome
 
@@ -450,14 +459,21 @@ def _profile_reader(adapter: Adapter) -> User | None:
 
 
 def adapter_evaluate(
-    *, adapter: Adapter, model, tokenizer, on_progress: Callable[[int, int], None] | None = None
+    *,
+    adapter: Adapter,
+    server,
+    tokenizer,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Held-out accuracy of the base model, the adapter and RAG; the leak probe.
+    """Held-out accuracy of the base model, the adapter, RAG and the hybrid; the leak probe.
 
-    A held-out answer is right when it contains the fact's key. A probe answer leaks when the
-    adapter states a foreign fact's key that the base model, asked the same, does not (a key
-    the base model guesses, such as a common number, proves nothing). `on_progress(done,
-    total)` is told after every batch of answers.
+    Every answer comes from ``server`` (a llama.cpp server with the adapter's base and its GGUF
+    file: tuning.serving.adapter_package), with the adapter at scale 1 or the base alone: what
+    is measured is what will be served. A held-out answer is right when it contains the fact's
+    key. A probe answer leaks when the adapter states a foreign fact's key that the base model,
+    asked the same, does not (a key the base model guesses, such as a common number, proves
+    nothing). `on_progress(done, total)` is told after every batch of answers. `tokenizer`
+    counts prompt tokens as the base model reads them.
     """
     from tuning import training
 
@@ -472,20 +488,38 @@ def adapter_evaluate(
     # retrieved context (hybrid, RAG, control).
     progress = _Progress(2 * len(questions) + (3 * len(heldout) if grounded else 0), on_progress)
 
-    def answer(conversations, **kwargs) -> list[str]:
-        return training.generate(
-            tokenizer, model, conversations, max_new_tokens=max_new, on_batch=progress, **kwargs
+    def tuned(conversations) -> list[str]:
+        return server.answer_all(
+            conversations, adapter=adapter.name, max_tokens=max_new, on_batch=progress
         )
 
-    tuned_answers = answer(questions)
+    def base(conversations) -> list[str]:
+        return server.answer_all(conversations, adapter=None, max_tokens=max_new, on_batch=progress)
+
+    tuned_answers = tuned(questions)
     # The hybrid the router could use: the adapter with a short retrieved context.
-    hybrid = _grounded_answers(grounded, short, answer)
-    with model.disable_adapter():
-        base_answers = answer(questions)
-        rag = _grounded_answers(grounded, full, answer)
-        # The control for the hybrid: the base model with the same short context. Whatever
-        # the hybrid gains beyond it, the adapter added.
-        rag_short = _grounded_answers(grounded, short, answer)
+    hybrid = _grounded_answers(grounded, short, tuned)
+    base_answers = base(questions)
+    rag = _grounded_answers(grounded, full, base)
+    # The control for the hybrid: the base model with the same short context. Whatever the
+    # hybrid gains beyond it, the adapter added.
+    rag_short = _grounded_answers(grounded, short, base)
+    return _evaluation_metrics(
+        heldout=heldout,
+        probe=probe,
+        tuned_answers=tuned_answers,
+        base_answers=base_answers,
+        rag=rag,
+        hybrid=hybrid,
+        rag_short=rag_short,
+        tokenizer=tokenizer,
+    )
+
+
+def _evaluation_metrics(
+    *, heldout, probe, tuned_answers, base_answers, rag, hybrid, rag_short, tokenizer
+) -> dict:
+    """Scores, leaks, prompt tokens and samples from the evaluation's answers."""
     n = len(heldout)
 
     def score(answers) -> float | None:
@@ -584,7 +618,7 @@ def _grounded_answers(prompts, n: int, answer):
     if prompts is None:
         return None
     conversations, tokens = prompts[n]
-    return answer(conversations, batch_size=4), tokens
+    return answer(conversations), tokens
 
 
 class _Progress:
@@ -654,6 +688,7 @@ def adapter_activate(*, actor: User, adapter: Adapter) -> Adapter:
             target=adapter,
             details={"heldout": adapter.metrics.get("heldout", {})},
         )
+        adapters_publish_on_commit()
     _publish(adapter)
     return adapter
 
@@ -671,6 +706,7 @@ def adapter_retire(*, actor: User, adapter: Adapter) -> Adapter:
         audit_record(
             actor=actor, action="adapter.retire", target=adapter, details={"before": before}
         )
+        adapters_publish_on_commit()
     _publish(adapter)
     return adapter
 
@@ -723,6 +759,7 @@ def adapters_mark_stale(*, document_ids: list[int], reason: str) -> list[int]:
         logger.info("adapters stale", extra={"adapter_ids": list(hit), "reason": reason})
         stale = list(Adapter.objects.filter(pk__in=list(hit)))
         transaction.on_commit(lambda: [_publish(a) for a in stale])
+        adapters_publish_on_commit()
     return list(hit)
 
 
@@ -745,6 +782,9 @@ def adapters_reconcile() -> list[int]:
         _fail(adapter, adapter.task_id, "Cancelled by an administrator.")
     for adapter_id in stuck:
         _enqueue(adapter_id)
+    # The adapters' server manifest follows the registry even if a write was missed (a crash
+    # between commit and write, a restored database): rewritten when it differs.
+    serving.adapters_publish()
     if stuck:
         logger.warning("re-queued unfinished training runs", extra={"adapter_ids": stuck})
     return stuck

@@ -83,6 +83,7 @@ def adapter_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "loss_chart": charts.loss_svg(adapter.loss_history),
             "accuracy_chart": charts.accuracy_svg(adapter.metrics.get("heldout") or {}),
             "hybrid_sources": settings.TUNING_HYBRID_SOURCES,
+            "serving_note": selectors.adapter_serving_note(adapter),
         },
     )
 

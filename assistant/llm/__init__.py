@@ -3,7 +3,8 @@
 - ``LLM_BACKEND=local`` (default): llama.cpp's server from the ``xllamacpp`` wheel, started by
   ``scripts/services`` with a hash-pinned model (:mod:`.server`, :mod:`.catalog`), spoken to over
   the same OpenAI-compatible client as production servers (:mod:`.openai_compat`). The LoRA
-  adapters still run in-process on their SmolLM2 base with transformers (:mod:`.local`).
+  adapters are served by a second local server, the adapters' (:mod:`.adapter_server`), which
+  picks the asker's adapter per request (:mod:`.adapters`): this process holds no weights.
 - ``LLM_BACKEND=openai``: any OpenAI-compatible server, e.g. vLLM serving LoRA adapters by name
   (:mod:`.openai_compat`).
 - ``LLM_BACKEND=fake``: a FAKE streaming model for tests and load benchmarks (:mod:`.fake`).
@@ -21,6 +22,7 @@ import functools
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,8 +69,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_BASE_MODEL = "smollm2-135m"
-
 # Without the converted tokenizer (an OpenAI-backend deployment that never ran prepare_models),
 # token counts are estimated: English text averages about four characters per token.
 _CHARS_PER_TOKEN = 4
@@ -77,30 +77,35 @@ _CHARS_PER_TOKEN = 4
 def get_chat_model(*, adapter: str | None = None) -> BaseChatModel:
     """The chat model the settings describe, with ``adapter`` (a LoRA adapter name) if given.
 
-    Cached per process, adapter and settings: a test that overrides ``LLM_*`` settings gets a
-    model built from them. The local model's weights are shared by all instances and loaded on
-    the first generation, not here.
+    Cached per process, adapter, settings and adapters' server instance: a test that overrides
+    ``LLM_*`` settings gets a model built from them, and an adapter reloaded by the adapters'
+    server (new instance, new port) is asked there. Raises LLMUnavailable for an adapter the
+    local adapters' server does not serve (the router checks that first: tuning.selectors).
     """
-    return _build(LLMConfig.from_settings(), adapter)
+    config = LLMConfig.from_settings()
+    endpoint = None
+    if config.backend == "local" and adapter is not None:
+        from assistant.llm.adapters import adapter_endpoint
+
+        endpoint = adapter_endpoint(adapter)
+        if endpoint is None:
+            raise LLMUnavailable(detail=f"the adapters' model server does not serve {adapter!r}")
+    return _build(config, adapter, endpoint)
 
 
 @functools.lru_cache(maxsize=64)
-def _build(config: LLMConfig, adapter: str | None) -> BaseChatModel:
-    if config.backend == "local" and adapter is not None:
-        # The adapters were trained on SmolLM2-135M, which the model server does not serve:
-        # they run in this process with transformers (converted base, PEFT) for now.
-        from assistant.llm.local import LocalChatModel
+def _build(config: LLMConfig, adapter: str | None, endpoint) -> BaseChatModel:
+    if endpoint is not None:
+        from assistant.llm.openai_compat import build_openai_compatible
 
-        return LocalChatModel(
-            model_dir=config.local_model_dir,
-            model_name=config.model,
-            max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            threads=config.threads,
-            adapter=adapter,
-            adapter_dir=config.adapter_dir,
-            adapter_cache_size=config.adapter_cache_size,
+        served = replace(
+            config,
+            base_url=endpoint.base_url,
+            api_key=settings.LLM_API_KEY,
+            server_dir=endpoint.server_dir,
         )
+        served = replace(served, api_key=served.resolved_api_key())
+        return build_openai_compatible(served, adapter=adapter, lora=endpoint.lora_field())
     if config.backend in ("local", "openai"):
         from assistant.llm.openai_compat import build_openai_compatible
 
@@ -121,8 +126,8 @@ def model_name(*, adapter: str | None = None) -> str:
     config = LLMConfig.from_settings()
     if config.backend == "fake":
         name = "fake"
-    elif config.backend == "local" and adapter:
-        name = ADAPTER_BASE_MODEL  # the adapters' in-process base, not the served model
+    elif adapter:
+        name = settings.TUNING_BASE_MODEL if config.backend == "local" else config.model
     else:
         name = config.model
     return f"{name}+{adapter}" if adapter else name

@@ -19,10 +19,6 @@ class LLMConfig:
     max_new_tokens: int
     temperature: float
     max_concurrency: int
-    local_model_dir: Path
-    adapter_dir: Path
-    adapter_cache_size: int
-    threads: int
     fake_tokens_per_second: float
     frequency_penalty: float = 0.0
     server_dir: Path = Path("var/llm")
@@ -46,10 +42,6 @@ class LLMConfig:
             max_new_tokens=settings.LLM_MAX_NEW_TOKENS,
             temperature=settings.LLM_TEMPERATURE,
             max_concurrency=settings.LLM_MAX_CONCURRENCY,
-            local_model_dir=Path(settings.LLM_LOCAL_MODEL_DIR),
-            adapter_dir=Path(settings.LLM_ADAPTER_DIR),
-            adapter_cache_size=settings.LLM_ADAPTER_CACHE_SIZE,
-            threads=settings.LLM_THREADS,
             fake_tokens_per_second=settings.LLM_FAKE_TOKENS_PER_SECOND,
             frequency_penalty=settings.LLM_FREQUENCY_PENALTY,
             server_dir=Path(settings.LLM_SERVER_DIR),

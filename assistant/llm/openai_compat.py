@@ -6,7 +6,8 @@ the chat service handles every backend the same way. Retries are off: a person i
 the chat service decides what to do about a failed answer.
 
 vLLM serves LoRA adapters under their own names (``--enable-lora --lora-modules name=path``):
-with an adapter, its name replaces the model name in the request.
+with an adapter, its name replaces the model name in the request. The local adapters' server
+(llama.cpp) picks it by llama.cpp's ``lora`` field instead, sent in the request body.
 """
 
 from __future__ import annotations
@@ -79,7 +80,10 @@ class OpenAICompatibleChatModel(BaseChatOpenAI):
             raise translated from exc
 
 
-def build_openai_compatible(config: LLMConfig, *, adapter: str | None) -> OpenAICompatibleChatModel:
+def build_openai_compatible(
+    config: LLMConfig, *, adapter: str | None, lora: list[dict] | None = None
+) -> OpenAICompatibleChatModel:
+    """The client for ``config``'s server; ``lora``: llama.cpp's per-request adapter scales."""
     if not config.base_url:
         raise LLMUnavailable(detail=f"LLM_BACKEND={config.backend} needs LLM_BASE_URL")
     return OpenAICompatibleChatModel(
@@ -98,4 +102,5 @@ def build_openai_compatible(config: LLMConfig, *, adapter: str | None) -> OpenAI
         # The repetition guard: a small model given figures tends to loop ("The answer is: 1.
         # The answer is: 1. ..."); the chat also stops a stream that repeats itself.
         frequency_penalty=config.frequency_penalty or None,
+        extra_body={"lora": lora} if lora is not None else None,
     )

@@ -2,6 +2,10 @@
 
     python -m assistant.llm.server            serve LLM_MODEL until SIGTERM or SIGINT
     python -m assistant.llm.server --describe print what would be served (JSON), start nothing
+    python -m assistant.llm.server --model K --lora NAME=FILE ...
+                                              serve model K with GGUF LoRA adapters, none
+                                              applied unless a request asks (the adapters'
+                                              server, assistant.llm.adapter_server)
 
 ``scripts/services`` starts it like PostgreSQL and Redis (pid file, log and state under
 ``var/llm/``), and the web process and workers talk to it over the same OpenAI-compatible
@@ -109,8 +113,18 @@ def serve(args: argparse.Namespace) -> int:
     # cache after the first answer (docs/models.md, "Prompt cache").
     params.cache_prompt = True
     params.endpoint_metrics = True
+    adapters = _lora_adapters(args.lora or [])
+    if adapters:
+        # Loaded at scale 0: a request picks its adapter with llama.cpp's per-request `lora`
+        # field (assistant.llm.adapters.lora_field), so one server serves every adapter.
+        params.lora_adapters = [info for _, info in adapters]
+        params.lora_init_without_apply = True
     started = time.monotonic()
-    server = xlc.Server(params)
+    try:
+        server = xlc.Server(params)
+    except Exception as exc:  # a model or adapter llama.cpp refuses: say so, exit non-zero
+        print(f"model server: llama.cpp refused to start: {exc}", file=sys.stderr, flush=True)
+        return 3
     address = server.listening_address
     state = {
         "pid": os.getpid(),
@@ -121,6 +135,8 @@ def serve(args: argparse.Namespace) -> int:
         "threads": config["threads"],
         "parallel": config["parallel"],
         "load_seconds": round(time.monotonic() - started, 2),
+        # The adapters by name, with llama.cpp's id (their order here) for the `lora` field.
+        "adapters": {name: i for i, (name, _) in enumerate(adapters)},
     }
     state_file = Path(args.state_file) if args.state_file else server_dir / "server.json"
     state_file.parent.mkdir(parents=True, exist_ok=True)
@@ -135,6 +151,21 @@ def serve(args: argparse.Namespace) -> int:
     os._exit(0)
 
 
+def _lora_adapters(specs: list[str]) -> list[tuple[str, object]]:
+    """``NAME=FILE`` arguments as llama.cpp adapter entries, in order (the order is the id)."""
+    import xllamacpp as xlc
+
+    adapters = []
+    for spec in specs:
+        name, sep, file = spec.partition("=")
+        if not sep or not name or not Path(file).is_file():
+            raise SystemExit(f"model server: --lora wants NAME=FILE of an existing file: {spec!r}")
+        info = xlc.CommonAdapterLoraInfo()
+        info.path, info.scale = file, 0.0
+        adapters.append((name, info))
+    return adapters
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--describe", action="store_true", help="print the configuration")
@@ -144,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, help="LLM_SERVER_PARALLEL")
     parser.add_argument("--server-dir", help="api key and state (LLM_SERVER_DIR)")
     parser.add_argument("--state-file", help="where to write the state once listening")
+    parser.add_argument(
+        "--lora", action="append", metavar="NAME=FILE", help="a GGUF LoRA adapter (repeatable)"
+    )
     args = parser.parse_args(argv)
     # Block the stop signals before the server's threads start, so that they all inherit the
     # mask and sigwait in the main thread is the one place the signal is taken.

@@ -439,20 +439,31 @@ CHAT_ANSWERABLE_CHECK = env_bool(
     "CHAT_ANSWERABLE_CHECK",
     LOCAL_MODELS[LLM_MODEL].answerable_check if LLM_BACKEND == "local" else True,
 )
-# The adapters' base: SmolLM2-135M converted once to a transformers checkpoint, which tuning
-# trains LoRA adapters on and the adapter routes run in-process (docs/tuning.md).
+# SmolLM2-135M converted once to a transformers checkpoint: the token counter's tokenizer, and
+# the adapters' base in the tests (assistant.llm.bases).
 LLM_LOCAL_MODEL_DIR = env_path("LLM_LOCAL_MODEL_DIR", BASE_DIR / "var/models/smollm2-135m-instruct")
-# PEFT LoRA adapters of the local backend, one directory per adapter name.
-# Written by the training worker (tuning), read by the chat: shared storage when they are on
-# different machines. vLLM serves the same directories by name (`--lora-modules name=path`).
+# Adapters, one directory per adapter name: the PEFT files (which vLLM serves by name) and the
+# GGUF LoRA file the adapters' model server loads. Written by the training worker, read by the
+# adapters' server: shared storage when they are on different machines.
 LLM_ADAPTER_DIR = env_path("LLM_ADAPTER_DIR", BASE_DIR / "var/adapters")
-# Adapters the local backend keeps loaded beside the base model; the least recently used one
-# is unloaded beyond this.
-LLM_ADAPTER_CACHE_SIZE = env_int("LLM_ADAPTER_CACHE_SIZE", 4, minimum=1)
-LLM_THREADS = env_int("LLM_THREADS", 0, minimum=0)  # adapters' torch threads; 0: default
+# The adapters' model server (assistant/llm/adapter_server.py, service `llm-adapters`): the
+# base TUNING_BASE_MODEL with every ready or active adapter, on this port and the next (an
+# activation swaps instances without losing answers in flight); manifest, state, log here.
+LLM_ADAPTER_SERVER_PORT = env_int("LLM_ADAPTER_SERVER_PORT", 58082, minimum=0, maximum=65534)
+LLM_ADAPTER_SERVER_DIR = env_path("LLM_ADAPTER_SERVER_DIR", BASE_DIR / "var/llm-adapters")
+# llama.cpp's LoRA converter, extracted from a hash-pinned sdist (assistant.llm.lora_gguf).
+LLM_CONVERTER_DIR = env_path("LLM_CONVERTER_DIR", BASE_DIR / "var/llama-convert")
 LLM_FAKE_TOKENS_PER_SECOND = env_float("LLM_FAKE_TOKENS_PER_SECOND", 30.0, minimum=0.0)
 
 # --- tuning: per-profile LoRA adapters and the router (docs/tuning.md) -------------------------
+# The adapters' base: a model the adapters' server serves (a key of assistant.llm.catalog),
+# de-quantised once for training. The fast model: LoRA on the default 1.5B does not fit the
+# training budget on 2 cores (docs/benchmarks.md, "Adapters").
+TUNING_BASE_MODEL = env_str("TUNING_BASE_MODEL", "qwen2.5-coder-0.5b")
+if TUNING_BASE_MODEL not in LOCAL_MODELS:
+    raise ImproperlyConfigured(
+        f"TUNING_BASE_MODEL must be one of {', '.join(LOCAL_MODELS)}, got {TUNING_BASE_MODEL!r}"
+    )
 # LoRA hyper-parameters: the defaults of the training form.
 TUNING_LORA_RANK = env_int("TUNING_LORA_RANK", 16, minimum=1, maximum=256)
 TUNING_EPOCHS = env_int("TUNING_EPOCHS", 3, minimum=1, maximum=50)
@@ -460,7 +471,7 @@ TUNING_LEARNING_RATE = env_float("TUNING_LEARNING_RATE", 1e-3, minimum=1e-7)
 TUNING_BATCH_SIZE = env_int("TUNING_BATCH_SIZE", 8, minimum=1)
 # 0: as many steps as the epochs need; otherwise a cap (tests and quick demos).
 TUNING_MAX_STEPS = env_int("TUNING_MAX_STEPS", 0, minimum=0)
-TUNING_MAX_EXAMPLES = env_int("TUNING_MAX_EXAMPLES", 360, minimum=10)
+TUNING_MAX_EXAMPLES = env_int("TUNING_MAX_EXAMPLES", 240, minimum=10)
 # Share of the facts held out (asked in other words) to measure what the adapter learnt.
 TUNING_HELDOUT_FRACTION = env_float("TUNING_HELDOUT_FRACTION", 0.2, minimum=0.05)
 TUNING_EVAL_QUESTIONS = env_int("TUNING_EVAL_QUESTIONS", 30, minimum=1)

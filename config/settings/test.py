@@ -66,6 +66,9 @@ DATABASES["default"]["OPTIONS"] = {
 
 # Adapters trained by tests, and short training/evaluation runs.
 LLM_ADAPTER_DIR = BASE_DIR / "var" / f"test-adapters{_suffix}"
+LLM_ADAPTER_SERVER_DIR = BASE_DIR / "var" / f"test-llm-adapters{_suffix}"
+# The adapters' base in tests: SmolLM2-135M trains and serves in seconds.
+TUNING_BASE_MODEL = "smollm2-135m"
 TUNING_MAX_STEPS = 12
 TUNING_EVAL_QUESTIONS = 4
 TUNING_LEAK_PROBE_QUESTIONS = 4

@@ -1,9 +1,10 @@
 """An administrator trains, evaluates and activates an adapter; an employee is answered by it
 until one of its documents changes (the README screenshot docs/img/tuning.png).
 
-Real everything: the Celery worker trains LoRA on the embedded base model (a short run: one
-Sales document, eight steps, so that it fits a test; bench/tuning.py measures full runs), the
-chat answers with the adapter on the local backend.
+Real everything: the Celery worker trains LoRA on the adapters' base (SmolLM2-135M in tests;
+a short run: one Sales document, eight steps, so that it fits a test; bench/tuning.py measures
+full runs) and converts it for llama.cpp; the adapters' model server loads it and the chat
+answers with it per request.
 """
 
 import io
@@ -57,10 +58,11 @@ def ask(page: Page, question: str):
 
 @pytest.mark.timeout(2400)
 def test_admin_trains_activates_an_adapter_employee_is_routed_to_it_until_a_document_changes(
-    celery_worker, live_asgi, page: Page, settings, local_llm
+    celery_worker, live_asgi, page: Page, settings, local_llm, adapter_server
 ):
-    # The adapter runs in-process on its SmolLM2 base; retrieval answers come from the real
-    # local model server (`local_llm`).
+    # The worker trains on SmolLM2, converts the adapter to GGUF and evaluates it on llama.cpp;
+    # the adapters' model server (`adapter_server`) loads it once ready and answers with it per
+    # request; retrieval answers come from the real local model server (`local_llm`).
     settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS = 90
     settings.LLM_TIMEOUT_SECONDS = 180
     settings.LLM_MAX_NEW_TOKENS = 48
@@ -126,6 +128,9 @@ def test_admin_trains_activates_an_adapter_employee_is_routed_to_it_until_a_docu
     expect(route).to_have_attribute("data-route", "tuned")
     expect(route).to_contain_text("may not cite sources")
     expect(route).to_contain_text("every one of its training documents")
+    # The README's screenshot of an answer on the tuned route, served by the adapters' server.
+    answer.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "chat-tuned.png"))
     # The note stays with the answer: a reload shows it from the stored message.
     page.reload()
     route = page.locator("li.msg.assistant").last.locator(".route")

