@@ -32,8 +32,9 @@ class OidcProvider:
     client_id = "counsel"
     client_secret = "counsel-test-secret"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, callback: str = CALLBACK) -> None:
         self.directory = directory
+        self.callback = callback  # Counsel's redirect URI, as the provider registers it
         self.port = free_port()
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.key, self.jwk = rsa_jwk("test-key-1")
@@ -49,7 +50,7 @@ class OidcProvider:
         config = self.directory / "provider.json"
         config.write_text(json.dumps({
             "port": self.port, "issuer": self.issuer, "client_id": self.client_id,
-            "client_secret": self.client_secret, "redirect_uris": [CALLBACK],
+            "client_secret": self.client_secret, "redirect_uris": [self.callback],
             "signing_key": self.jwk, "cookie_key": "test-cookie-key",
             "accounts_file": str(self.accounts_file),
         }))  # fmt: skip
