@@ -3,7 +3,9 @@
 from django.db import migrations, models
 
 # Copy each document's freshness onto its chunks (ingestion.services._chunk_freshness_sync keeps
-# it current from here on).
+# it current from here on). Only the chunks of documents with dates or an indexed successor: the
+# new columns' defaults are right for every other chunk, and rewriting a row costs an insert into
+# the HNSW index (minutes for a large table).
 BACKFILL = """
 UPDATE ingestion_chunk c
    SET valid_from = d.valid_from,
@@ -12,6 +14,9 @@ UPDATE ingestion_chunk c
                             WHERE s.supersedes_id = d.id AND s.indexed_version IS NOT NULL)
   FROM ingestion_document d
  WHERE d.id = c.document_id
+   AND (d.valid_from IS NOT NULL OR d.valid_until IS NOT NULL
+        OR EXISTS (SELECT 1 FROM ingestion_document s
+                   WHERE s.supersedes_id = d.id AND s.indexed_version IS NOT NULL))
 """
 
 
