@@ -28,7 +28,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from accounts.models import ApiToken, User
+from accounts.models import ApiToken, DirectoryGroup, DirectoryGroupMapping, ScimToken, User
 from accounts.selectors import user_readable_collection_ids
 from assistant.models import Conversation, Message
 from assistant.services import Ask, chat_answer
@@ -48,6 +48,11 @@ POOLS = {
     "token_revoke": {"pk": ApiToken},
     "user_token_revoke": {"pk": User, "token_pk": ApiToken},
     "feedback": {"pk": Message},
+    "answer": {"pk": Message},  # one answer alone: previews, "why this answer" (issue 19)
+    "directory_mapping_remove": {"pk": DirectoryGroupMapping},
+    "scim_token_revoke": {"pk": ScimToken},
+    "group": {"pk": DirectoryGroup},  # SCIM (bearer tokens only: a session gets 401)
+    "user": {"pk": User},
 }
 POOLS_BY_WORD = [
     ("user", User),
@@ -101,6 +106,13 @@ def _urls() -> list[str]:
     return urls
 
 
+def _recover_urls() -> list[str]:
+    """The answer recovery route (issue 19) for every recorded question's client id: it takes
+    its id in the query string, which the route walk cannot know."""
+    ids = Message.objects.exclude(client_id="").values_list("client_id", flat=True).distinct()
+    return [f"{reverse('assistant:answer_recover')}?question={i}" for i in ids]
+
+
 def _body(response) -> str:
     if getattr(response, "streaming", False):
         raw = b"".join(response.streaming_content)
@@ -128,14 +140,14 @@ def _found(text: str, tokens) -> list[str]:
 
 def _ask(username: str, question: str, conversation: int | None = None) -> dict:
     user_id = User.objects.get(username=username).pk
+    # A client id as the page sends one: the recovery route finds answers by it.
+    client_id = f"walk-{Message.objects.count()}"
 
     async def run():
-        return [
-            e
-            async for e in chat_answer(
-                Ask(user_id=user_id, question=question, conversation_id=conversation)
-            )
-        ]
+        ask = Ask(
+            user_id=user_id, question=question, conversation_id=conversation, client_id=client_id
+        )
+        return [e async for e in chat_answer(ask)]
 
     return async_to_sync(run)()[-1]
 
@@ -198,7 +210,7 @@ def test_no_page_or_api_shows_a_fact_its_viewer_cannot_read_after_a_revocation(s
     User.objects.get(username="max").groups.remove(Group.objects.get(name="Sales"))
     Collection.objects.get(slug="sales").readers.remove(Group.objects.get(name="Sales Operations"))
 
-    urls = _urls()
+    urls = _urls() + _recover_urls()
     assert len(urls) > 100
     leaks = {username: _walk(username, urls) for username in DEMO_USERS}
     assert not any(leaks.values()), {u: found for u, found in leaks.items() if found}
