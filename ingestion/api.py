@@ -28,7 +28,7 @@ from accounts.capabilities import Capability
 from accounts.middleware import MUST_CHANGE_FIRST
 from accounts.selectors import collections_managed_by, user_for_api_token, user_has_capability
 from assistant.rate import question_allowed
-from assistant.recording import record_search, storable
+from assistant.recording import record_search
 from ingestion import selectors, services
 from ingestion.models import Collection, Document
 from ingestion.rls import managing_collections
@@ -325,8 +325,6 @@ def search(request: HttpRequest) -> JsonResponse:
     query = request.GET.get("q", "").strip()[:2000]
     if not query:
         return _error("Give a query in `q`.", 400)
-    if storable(query) != query:
-        return _error("The query holds a character that cannot be searched (NUL).", 400)
     try:
         k = int(request.GET.get("k", "5"))
     except ValueError:
