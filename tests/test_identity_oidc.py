@@ -178,3 +178,14 @@ def test_the_button_shows_only_when_configured_and_passwords_can_be_limited(
     settings.OIDC_ENABLED = False
     assert "company account" not in Client().get("/accounts/login/").content.decode()
     assert Client().get("/accounts/oidc/login/").status_code == 404
+
+
+def test_claims_counsel_cannot_store_are_refused_not_a_server_error(company, provider):
+    provider.accounts({"odd": {"preferred_username": "o\u0000dd", "groups": ["sales-team"]}})
+    client, response, _ = sign_in(provider, "odd")
+    assert response["Location"].startswith("/accounts/login/?sso=failed")
+    groups = ["sales-\u0000team", "sales-team", 7, None]
+    provider.accounts({"pat-sub": {"preferred_username": "pat", "groups": groups}})
+    client, response, _ = sign_in(provider, "pat-sub")
+    assert signed_in_as(client) == "pat"
+    assert set(User.objects.get(username="pat").groups.values_list("name", flat=True)) == {"Sales"}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import pytest
 from django.contrib.auth.models import Group
@@ -277,3 +278,41 @@ def test_the_user_page_tells_directory_roles_from_roles_granted_by_hand(world, a
     page = client.get(f"/manage/users/{pat.pk}/").content.decode()
     directory = page.split("Roles from the company directory")[1].split("</section>")[0]
     assert "Sales" in directory and "Projects" not in directory
+
+
+HOSTILE = ["\x00", "a\x00b", "\ud800", "²", "١٢", "9" * 40, "-1", "1e309", "A" * 70_000,
+           "' OR 1=1 --", '" or "', "\u202e", None, 12, True, [], {}]  # fmt: skip
+
+
+def test_hostile_scim_requests_get_a_scim_error_never_a_server_error(world, scim):
+    pat = scim.call("post", "/Users", entra_user("pat", "a1"), status=201)["id"]
+    group = scim.call("post", "/Groups", {"displayName": "g"}, status=201)["id"]
+    client = Client(raise_request_exception=False, HTTP_AUTHORIZATION=scim.client.defaults[
+        "HTTP_AUTHORIZATION"])  # fmt: skip
+    errors = []
+
+    def send(method: str, path: str, body=None) -> None:
+        data = json.dumps(body).encode("utf-8", "surrogatepass") if body is not None else None
+        response = getattr(client, method)("/scim/v2" + path, data=data, content_type=SCIM)
+        if response.status_code >= 500:
+            errors.append((method, path[:60], repr(body)[:60], response.status_code))
+
+    for value in HOSTILE:
+        text = value if isinstance(value, str) else json.dumps(value)
+        quoted = quote(text.encode("utf-8", "surrogatepass"), safe='= "')[:2000]
+        send("get", f'/Users?filter=userName eq "{quoted}"')
+        send("get", f"/Users?startIndex={quoted}&count={quoted}")
+        send("get", f"/Users/{quoted[:100]}")
+        send("get", f"/Groups/{quoted[:100]}")
+        send("post", "/Users", {"userName": value, "externalId": value, "emails": value,
+                                "name": {"givenName": value}, "active": value})  # fmt: skip
+        send("post", "/Groups", {"displayName": value, "members": value})
+        send("put", f"/Users/{pat}", {"userName": value, "active": value})
+        send("patch", f"/Users/{pat}", {"Operations": [{"op": value, "path": value,
+                                                       "value": value}]})  # fmt: skip
+        send("patch", f"/Users/{pat}", {"Operations": value})
+        send("patch", f"/Groups/{group}", {"Operations": [{"op": "add", "path": "members",
+                                                          "value": value}]})  # fmt: skip
+        send("patch", f"/Groups/{group}", {"Operations": [{"op": "replace", "value": value}]})
+        send("put", f"/Groups/{group}", {"displayName": value, "members": [{"value": value}]})
+    assert not errors, errors

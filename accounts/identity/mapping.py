@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts.capabilities import ADMINISTRATOR, EXCLUSIVE
+from accounts.identity.text import storable
 from accounts.models import DirectoryGrant, DirectoryGroupMapping, User
 from accounts.services import (
     _capabilities_of,
@@ -35,7 +36,13 @@ def _names(roles: Iterable[Group]) -> list[str]:
 
 def clean_group_keys(keys: Iterable) -> set[str]:
     """The group names or ids a directory sent, as strings (anything else is ignored)."""
-    return {k.strip() for k in keys if isinstance(k, str) and k.strip()} if keys else set()
+    if not keys:
+        return set()
+    return {
+        k.strip()
+        for k in keys
+        if isinstance(k, str) and k.strip() and len(k) <= MAX_GROUP_LENGTH and storable(k)
+    }
 
 
 def mapped_roles(group_keys: Iterable[str]) -> set[Group]:
@@ -61,7 +68,7 @@ def _granted_ids(user: User):
 @transaction.atomic
 def mapping_add(*, actor: User, directory_group: str, role: Group) -> DirectoryGroupMapping:
     name = " ".join(directory_group.split())
-    if not name or len(name) > MAX_GROUP_LENGTH:
+    if not name or len(name) > MAX_GROUP_LENGTH or not storable(name):
         raise ValidationError(f"Name the directory group (at most {MAX_GROUP_LENGTH} characters).")
     if DirectoryGroupMapping.objects.filter(directory_group=name, role=role).exists():
         raise ValidationError(f"{name!r} already gives the role {role.name!r}.")

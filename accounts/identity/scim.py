@@ -22,6 +22,7 @@ from django.db.models import QuerySet
 
 from accounts.capabilities import ADMINISTRATOR
 from accounts.identity.mapping import directory_roles_apply
+from accounts.identity.text import storable
 from accounts.models import DirectoryGroup, ExternalIdentity, ScimToken, User
 from accounts.services import _lock_administrators, audit_record
 
@@ -66,7 +67,7 @@ def filtered(queryset: QuerySet, expression: str | None, fields: dict[str, str])
     """`attribute eq "value"`, the filter Entra ID and Okta send; anything else is refused."""
     if not expression:
         return queryset
-    match = _FILTER.match(expression)
+    match = _FILTER.match(expression) if storable(expression) else None
     if not match or match.group(1).lower() not in fields:
         raise ScimError(400, f"unsupported filter: {expression[:200]}", "invalidFilter")
     value = match.group(2).replace('\\"', '"').replace("\\\\", "\\")
@@ -80,16 +81,21 @@ def filtered(queryset: QuerySet, expression: str | None, fields: dict[str, str])
     return queryset.filter(**{lookup: value})
 
 
+_USER_ID = re.compile(r"[0-9]{1,18}")
+_GROUP_ID = re.compile(r"[0-9a-fA-F-]{32,36}")
+MAX_START = 10**9
+
+
 def _valid_id(lookup: str, value: str) -> bool:
-    if lookup == "scim_id":
-        return re.fullmatch(r"[0-9a-fA-F-]{32,36}", value) is not None
-    return value.isdigit() and len(value) < 19
+    """Ids as Counsel makes them: ASCII digits within a bigint, or a UUID."""
+    pattern = _GROUP_ID if lookup == "scim_id" else _USER_ID
+    return pattern.fullmatch(value) is not None
 
 
 def page(queryset: QuerySet, params, render) -> dict:
     try:
-        start = max(1, int(params.get("startIndex") or 1))
-        count = min(MAX_COUNT, max(0, int(params.get("count") or 100)))
+        start = min(MAX_START, max(1, int(_ascii_number(params.get("startIndex"), "1"))))
+        count = min(MAX_COUNT, max(0, int(_ascii_number(params.get("count"), "100"))))
     except ValueError as exc:
         raise ScimError(400, "startIndex and count are numbers", "invalidValue") from exc
     total = queryset.count()
@@ -101,6 +107,14 @@ def page(queryset: QuerySet, params, render) -> dict:
         "itemsPerPage": len(items),
         "Resources": [render(item) for item in items],
     }
+
+
+def _ascii_number(value: str | None, default: str) -> str:
+    if not value:
+        return default
+    if re.fullmatch(r"-?[0-9]{1,12}", value) is None:
+        raise ValueError(value)
+    return value
 
 
 # --- documents ---------------------------------------------------------------------------------
@@ -201,8 +215,12 @@ def _bool(value) -> bool:
 def _str(value, name: str, limit: int = 150) -> str:
     if value is None:
         return ""
-    if not isinstance(value, str) or len(value) > limit:
-        raise ScimError(400, f"{name} is a string of at most {limit} characters", "invalidValue")
+    if not isinstance(value, str) or len(value) > limit or not storable(value):
+        raise ScimError(
+            400,
+            f"{name} is a string of at most {limit} characters, none a control character",
+            "invalidValue",
+        )
     return value.strip()
 
 
@@ -392,8 +410,8 @@ def _member_ids(value) -> set[int]:
     ids = set()
     for item in value:
         raw = item.get("value") if isinstance(item, dict) else item
-        if not isinstance(raw, str | int) or not str(raw).isdigit() or len(str(raw)) > 18:
-            raise ScimError(400, f"unknown member {raw!r}", "invalidValue")
+        if isinstance(raw, bool) or not isinstance(raw, str | int) or not _valid_id("pk", str(raw)):
+            raise ScimError(400, f"unknown member {str(raw)[:40]!r}", "invalidValue")
         ids.add(int(raw))
     known = set(scim_users().filter(pk__in=ids).values_list("pk", flat=True))
     if known != ids:

@@ -71,7 +71,7 @@ def scim_endpoint(methods: set[str]) -> Callable:
 
 
 def _user(pk: str):
-    user = scim.scim_users().filter(pk=int(pk)).first() if pk.isdigit() and len(pk) < 19 else None
+    user = scim.scim_users().filter(pk=int(pk)).first() if scim._valid_id("pk", pk) else None
     if user is None:
         raise scim.ScimError(404, "no such user")
     return user

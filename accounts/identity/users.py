@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts.identity.mapping import directory_roles_apply
+from accounts.identity.text import storable
 from accounts.models import ExternalIdentity, User
 from accounts.services import audit_record
 
@@ -101,6 +102,9 @@ def directory_sign_in(person: DirectoryPerson) -> User:
     their groups now. Raises IdentityRefused for a local account or an inactive user."""
     if not person.subject or not person.username:
         raise IdentityRefused("the directory sent no subject or no username")
+    texts = (person.subject, person.username, person.email, person.first_name, person.last_name)
+    if not all(storable(t) for t in texts) or len(person.subject) > 512:
+        raise IdentityRefused("the directory sent a name Counsel cannot store")
     user = _find(person) or _create(person)
     if not user.is_active:
         raise IdentityRefused(f"{user.username!r} is deactivated.")
