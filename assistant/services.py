@@ -188,20 +188,20 @@ def _similarity_to(vector):
 
 
 def _search(ask: Ask, ctx: _Context, standalone: str, vector) -> list[SearchHit]:
-    """The chokepoint's search; for a question about one document, narrowed to its collection
-    in SQL and then to the document itself (every hit is still one the user may read)."""
+    """The chokepoint's search; for a question about one document, narrowed to it in SQL
+    (its collection and its id: narrowing only, every hit is still one the user may read)."""
     if ask.document_id is None:
         return chunk_search(
             user=ctx.user, query=standalone, k=settings.CHAT_MAX_SOURCES * 2, vector=vector
         )
-    hits = chunk_search(
+    return chunk_search(
         user=ctx.user,
         query=standalone,
-        k=settings.SEARCH_MAX_K,
+        k=settings.CHAT_MAX_SOURCES * 2,
         vector=vector,
         collection_ids=[ctx.document_collection],
+        document_ids=[ask.document_id],
     )
-    return [h for h in hits if h.document_id == ask.document_id][: settings.CHAT_MAX_SOURCES * 2]
 
 
 def _relevant(hits: list[SearchHit]) -> list[SearchHit]:

@@ -294,6 +294,8 @@ _CURRENT_CHUNK = (
     " AND NOT c.superseded"
     " AND (c.valid_from IS NULL OR c.valid_from <= %(now)s)"
     " AND (c.valid_until IS NULL OR c.valid_until > %(now)s)"
+    # "Ask the document": only these documents' chunks (NULL: no narrowing).
+    " AND (%(documents)s::bigint[] IS NULL OR c.document_id = ANY(%(documents)s::bigint[]))"
 )
 
 
@@ -329,8 +331,8 @@ def _search_sql(plan: SearchPlan, live_sql: str, *, with_text: bool) -> str:
     # row-level security too; it keeps to the transaction's readable collections by itself and
     # ranks by term rarity (ingestion/rls.py, TEXT_SEARCH_FUNCTION).
     text = (
-        "SELECT id, rank FROM ingestion_chunk_text_search(%(text)s, %(collections)s, NULL,"
-        " %(limit)s)"
+        "SELECT id, rank FROM ingestion_chunk_text_search(%(text)s, %(collections)s,"
+        " %(documents)s::bigint[], %(limit)s)"
         # The LIMIT tells the planner how few rows come back (a function is assumed to return
         # 1000), so that the winners are fetched by primary key, not by scanning a collection.
         " LIMIT %(limit)s"
@@ -355,7 +357,9 @@ def _search_sql(plan: SearchPlan, live_sql: str, *, with_text: bool) -> str:
     )
 
 
-def _search_rows(plan: SearchPlan, *, query: str, vector, limit: int) -> list[tuple]:
+def _search_rows(
+    plan: SearchPlan, *, query: str, vector, limit: int, document_ids: list[int] | None = None
+) -> list[tuple]:
     collections = list(plan.collections)
     now = timezone.now()
     live_sql, live_params = _compiled("live")
@@ -377,6 +381,7 @@ def _search_rows(plan: SearchPlan, *, query: str, vector, limit: int) -> list[tu
         "text": query,
         "limit": limit,
         "now": now,
+        "documents": document_ids,
     }
     sql = _search_sql(plan, live_sql, with_text=bool(query))
     with connection.cursor() as cursor:
@@ -427,14 +432,15 @@ def chunk_search(
     query: str,
     k: int = 5,
     collection_ids: Iterable[int] | None = None,
+    document_ids: Iterable[int] | None = None,
     vector=None,
 ) -> list[SearchHit]:
     """The best `k` chunks for `query` among those `user` may read now.
 
     Vector similarity (cosine; see `plan_search`) and keyword search (any term, rarer terms
     weigh more) are fused by weighted reciprocal rank (SEARCH_KEYWORD_WEIGHT, SEARCH_RRF_K).
-    `vector` may pass a precomputed query embedding; `collection_ids`
-    narrows the search, never widens it.
+    `vector` may pass a precomputed query embedding; `collection_ids` and `document_ids`
+    narrow the search (in SQL, before any LIMIT), never widen it.
     """
     query = (query or "").strip()
     k = max(1, min(k, settings.SEARCH_MAX_K))
@@ -447,12 +453,17 @@ def chunk_search(
         if not sizes:
             return []
         plan = plan_search(sizes, table_rows=table_rows)
+        if document_ids is not None:
+            # A few documents' chunks: compared one by one (the documents' index finds them),
+            # not looked for in a graph of the whole collection.
+            plan = SearchPlan(plan.rows, exact=plan.collections)
         if vector is None:
             from ingestion.embedding import embed_query
 
             vector = embed_query(query)  # CPU only; the open transaction holds no lock
         limit = max(settings.SEARCH_CANDIDATES, k)
-        rows = _search_rows(plan, query=query, vector=vector, limit=limit)
+        documents = None if document_ids is None else sorted({int(d) for d in document_ids})
+        rows = _search_rows(plan, query=query, vector=vector, limit=limit, document_ids=documents)
 
     by_distance = sorted((r for r in rows if r[9] is not None), key=lambda r: (r[9], r[0]))
     by_text = sorted((r for r in rows if r[10] is not None), key=lambda r: (-r[10], r[0]))

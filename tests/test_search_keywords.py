@@ -179,3 +179,21 @@ def test_what_other_collections_hold_never_changes_a_readers_ranking(world):
         .keys()
         .isdisjoint(before)
     )
+
+
+def test_narrowing_to_a_document_keeps_to_it_and_never_widens(world):
+    sales = world["sales"]
+    travel = upload_and_index(sales, "travel.md", POLICY.encode())
+    other = upload_and_index(
+        sales, "hotels.md", b"# Hotels\n\nThe hotel limit in Munich is 190 euros.\n"
+    )
+    salaries = upload_and_index(world["hr"], "salaries.md", b"# Salaries\n\nMunich hotel bonus.\n")
+    question = "hotel limit in Munich"
+    assert {h.document_id for h in chunk_search(user=world["alice"], query=question, k=10)} == {
+        travel.pk,
+        other.pk,
+    }
+    only = chunk_search(user=world["alice"], query=question, k=10, document_ids=[travel.pk])
+    assert only and {h.document_id for h in only} == {travel.pk}
+    # A document the reader may not read narrows to nothing.
+    assert chunk_search(user=world["alice"], query=question, k=10, document_ids=[salaries.pk]) == []
