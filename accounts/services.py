@@ -20,7 +20,7 @@ from accounts.capabilities import (
     GRANTABLE,
     Capability,
 )
-from accounts.models import ApiToken, AuditEvent, User
+from accounts.models import ApiToken, AuditEvent, DirectoryGrant, User
 from ingestion.models import Collection
 
 _TARGET_TYPES = {"auth.group": "role", "accounts.user": "user"}
@@ -194,6 +194,8 @@ def user_set_roles(*, actor: User, user: User, roles: Iterable[Group]) -> User:
         keeps_admin=any(r.name == ADMINISTRATOR for r in roles) or not user.is_active,
     )
     user.groups.set(roles)
+    # A directory role taken away by hand is no longer the directory's (accounts/identity).
+    DirectoryGrant.objects.filter(user=user).exclude(role__in=roles).delete()
     after = _names(roles)
     if before != after:
         audit_record(

@@ -316,3 +316,14 @@ def test_hostile_scim_requests_get_a_scim_error_never_a_server_error(world, scim
         send("patch", f"/Groups/{group}", {"Operations": [{"op": "replace", "value": value}]})
         send("put", f"/Groups/{group}", {"displayName": value, "members": [{"value": value}]})
     assert not errors, errors
+
+
+def test_a_directory_role_taken_away_by_hand_and_granted_again_is_the_administrators(world, admin):
+    from accounts import services
+
+    pat = UserFactory(username="pat")
+    mapping.directory_roles_apply(user=pat, group_keys=["sales-team"], source="oidc")
+    services.user_set_roles(actor=admin, user=pat, roles=[])
+    services.user_set_roles(actor=admin, user=pat, roles=[world["sales"]])
+    mapping.directory_roles_apply(user=pat, group_keys=[], source="oidc")
+    assert roles(pat) == {"Sales"}  # granted by hand now: the directory leaves it alone
