@@ -4,6 +4,7 @@ authorization code flow, PKCE, state and nonce; and what an ID token must be to 
 from __future__ import annotations
 
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth.models import Group
@@ -189,3 +190,18 @@ def test_claims_counsel_cannot_store_are_refused_not_a_server_error(company, pro
     client, response, _ = sign_in(provider, "pat-sub")
     assert signed_in_as(client) == "pat"
     assert set(User.objects.get(username="pat").groups.values_list("name", flat=True)) == {"Sales"}
+
+
+def test_a_forged_code_or_an_unreachable_provider_is_a_failed_sign_in_not_an_error(
+    settings, company, provider
+):
+    client = Client(raise_request_exception=False)
+    start = client.get("/accounts/oidc/login/")
+    state = parse_qs(urlsplit(start["Location"]).query)["state"][0]
+    forged = client.get(f"/accounts/oidc/callback/?code=forged&state={state}")
+    assert forged.status_code == 302 and forged["Location"].startswith("/accounts/login/?sso=")
+    settings.OIDC_OP_TOKEN_ENDPOINT = "http://127.0.0.1:9/token"  # nothing listens there
+    start = client.get("/accounts/oidc/login/")
+    state = parse_qs(urlsplit(start["Location"]).query)["state"][0]
+    away = client.get(f"/accounts/oidc/callback/?code=any&state={state}")
+    assert away.status_code == 302 and signed_in_as(client) is None

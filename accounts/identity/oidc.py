@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 
 import jwt
+import requests
 from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
 from django.http import Http404
@@ -114,4 +115,9 @@ class SignIn(OIDCAuthenticationRequestView):
 class Callback(OIDCAuthenticationCallbackView):
     def get(self, request):
         _enabled()
-        return super().get(request)
+        try:
+            return super().get(request)
+        except requests.RequestException as exc:
+            # The provider refused the code (forged, used, expired) or could not be reached.
+            logger.warning("OIDC sign-in failed at the provider: %s", exc)
+            return self.login_failure()
