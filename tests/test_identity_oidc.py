@@ -4,11 +4,13 @@ authorization code flow, PKCE, state and nonce; and what an ID token must be to 
 from __future__ import annotations
 
 import time
+from io import StringIO
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth.models import Group
 from django.core.exceptions import SuspiciousOperation
+from django.core.management import CommandError, call_command
 from django.test import Client
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
@@ -205,3 +207,17 @@ def test_a_forged_code_or_an_unreachable_provider_is_a_failed_sign_in_not_an_err
     state = parse_qs(urlsplit(start["Location"]).query)["state"][0]
     away = client.get(f"/accounts/oidc/callback/?code=any&state={state}")
     assert away.status_code == 302 and signed_in_as(client) is None
+
+
+def test_oidc_discover_prints_the_settings_of_a_real_issuer(provider):
+    out = StringIO()
+    call_command("oidc_discover", provider.issuer, stdout=out)
+    lines = dict(line.split("=", 1) for line in out.getvalue().splitlines())
+    expected = provider.settings()
+    assert lines["OIDC_ISSUER"] == provider.issuer
+    assert lines["OIDC_TOKEN_ENDPOINT"] == expected["OIDC_OP_TOKEN_ENDPOINT"]
+    assert lines["OIDC_JWKS_URI"] == expected["OIDC_OP_JWKS_ENDPOINT"]
+    with pytest.raises(CommandError, match="calls itself"):
+        call_command("oidc_discover", provider.issuer + "/", stdout=StringIO())
+    with pytest.raises(CommandError, match="could not read"):
+        call_command("oidc_discover", "http://127.0.0.1:9", stdout=StringIO())
