@@ -55,6 +55,12 @@ def main() -> None:
         "--serving-runs", type=int, default=5, help="TTFT/decode runs per side (0: none)"
     )
     parser.add_argument(
+        "--serving-only",
+        action="store_true",
+        help="measure only what serving an adapter costs, with a LoRA of the training's shape "
+        "(rank, layers) and random weights on the base: its cost does not depend on its values",
+    )
+    parser.add_argument(
         "--evaluate-only",
         action="store_true",
         help="evaluate each role's latest trained adapter again (after a change to the "
@@ -69,6 +75,9 @@ def main() -> None:
         os.environ["TUNING_MAX_EXAMPLES"] = str(args.examples)
     os.environ["TUNING_EVAL_QUESTIONS"] = str(args.eval_questions)
     os.environ["TUNING_LEAK_PROBE_QUESTIONS"] = str(args.probe_questions)
+    if args.serving_only:
+        setup_django()
+        return serving_only(args.serving_runs)
     os.environ.setdefault("LLM_ADAPTER_DIR", "bench/results/adapters")
     # Its manifest stays with the bench's adapters, not the development server's.
     os.environ.setdefault("LLM_ADAPTER_SERVER_DIR", "bench/results/llm-adapters")
@@ -239,6 +248,80 @@ def evaluate_again(adapter) -> str:
     return "evaluated"
 
 
+def serving_only(runs: int) -> None:
+    """Serving cost of an adapter of the trained shape (random weights) on TUNING_BASE_MODEL."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    from django.conf import settings
+    from peft import LoraConfig, get_peft_model
+
+    from assistant.llm.adapters import gguf_file
+    from assistant.llm.bases import checkpoint_dir
+    from assistant.llm.lora_gguf import adapter_to_gguf
+    from tuning import training
+    from tuning.models import Adapter
+
+    base = settings.TUNING_BASE_MODEL
+    rank = settings.TUNING_LORA_RANK
+    folder = Path(tempfile.mkdtemp(prefix="counsel-serving-")) / "random-lora"
+    _tokenizer, model = training.load_base(checkpoint_dir(base), threads=settings.TUNING_THREADS)
+    torch.manual_seed(0)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        target_modules=training.TARGET_MODULES,
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+    )
+    get_peft_model(model, config).save_pretrained(folder)
+    del model
+    adapter_to_gguf(
+        peft_dir=folder,
+        base_dir=checkpoint_dir(base),
+        output=gguf_file(folder),
+        converter=Path(settings.LLM_CONVERTER_DIR),
+    )
+    adapter = Adapter(name="random-lora", base_model=base)
+    messages = [
+        {"role": "system", "content": SERVING_SYSTEM},
+        {"role": "user", "content": SERVING_USER},
+    ]
+    result = serving_speed(adapter, runs=runs, messages=messages, gguf=gguf_file(folder))
+    log(f"serving {base}, rank {rank}: {result['medians']} overhead {result['overhead']}")
+    write_json(
+        "tuning-serving.json",
+        {
+            "machine": {**machine_info(), "loadavg_end": os.getloadavg()},
+            "base_model": base,
+            "rank": rank,
+            "target_serving_overhead": TARGET_SERVING_OVERHEAD,
+            **result,
+        },
+    )
+
+
+# A retrieval-sized prompt of the chat's shape (system message, two passages, the question).
+SERVING_SYSTEM = (
+    "You answer employees' questions using only the numbered sources below. Answer in one or "
+    "two sentences with the exact figures the sources give."
+)
+SERVING_USER = (
+    "[1] Pricing and Discount Policy — Discounts\nSales representatives may grant dealers a "
+    "discount of up to 12% on the list price without further approval. Discounts between 12% "
+    "and 20% need the approval of the regional sales manager, recorded in the CRM before the "
+    "quote is sent. Any discount above 20% needs written approval from the VP Sales, and the "
+    "floor price may never be undercut. Volume bonuses are paid quarterly on net revenue.\n\n"
+    "[2] Travel and expenses policy — Hotels\nEmployees book hotels through the travel desk. "
+    "A hotel night may cost at most EUR 140 in Munich, Paris and London and EUR 110 elsewhere; "
+    "breakfast is included where the hotel offers it. Receipts are submitted within 30 days "
+    "of the trip, through the expenses tool, with the booking reference.\n\n"
+    "Question: What is the highest discount I can give a dealer without approval from the VP "
+    "Sales?"
+)
+
+
 def serving_prompt(adapter) -> list[dict]:
     """A retrieval-sized prompt: the chat's own, for a held-out question, two passages."""
     from django.conf import settings
@@ -262,7 +345,7 @@ def serving_prompt(adapter) -> list[dict]:
     return [{"role": r, "content": c} for r, c in prompt.messages]
 
 
-def serving_speed(adapter, *, runs: int) -> dict:
+def serving_speed(adapter, *, runs: int, messages=None, gguf=None) -> dict:
     """TTFT and decode rate of the adapter on a server that loaded it, against the base alone
     (a server without adapters), interleaved; medians and every run."""
     import statistics
@@ -273,9 +356,9 @@ def serving_speed(adapter, *, runs: int) -> dict:
     from assistant.llm.private_server import PrivateServer
     from tuning.serving import adapter_dir
 
-    messages = serving_prompt(adapter)
+    messages = messages or serving_prompt(adapter)
     threads = settings.LLM_SERVER_THREADS
-    gguf = gguf_file(adapter_dir(adapter))
+    gguf = gguf or gguf_file(adapter_dir(adapter))
     runs_by_side: dict[str, list[dict]] = {
         "base alone": [],
         "adapter": [],
