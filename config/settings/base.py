@@ -457,8 +457,8 @@ LLM_FAKE_TOKENS_PER_SECOND = env_float("LLM_FAKE_TOKENS_PER_SECOND", 30.0, minim
 
 # --- tuning: per-profile LoRA adapters and the router (docs/tuning.md) -------------------------
 # The adapters' base: a model the adapters' server serves (a key of assistant.llm.catalog),
-# de-quantised once for training. The fast model: LoRA on the default 1.5B does not fit the
-# training budget on 2 cores (docs/benchmarks.md, "Adapters").
+# de-quantised once for training. The fast model: LoRA on the default 1.5B cannot fit the
+# training budget on 2 cores, its steps cost ~3.6x the 0.5B's (docs/benchmarks.md, "Adapters").
 TUNING_BASE_MODEL = env_str("TUNING_BASE_MODEL", "qwen2.5-coder-0.5b")
 if TUNING_BASE_MODEL not in LOCAL_MODELS:
     raise ImproperlyConfigured(
