@@ -240,6 +240,9 @@ def test_the_chat_as_people_expect_it(live_asgi, browser: Browser, company, sett
         page.screenshot(path=str(IMG / "chat-light.png"))
     dark = _page(browser, kind, color_scheme="dark")
     sign_in(dark, live_asgi.url, "erin", password=PASSWORD)
+    # The sign-in redirects: read the colour once the page it lands on has a body.
+    dark.wait_for_load_state("load")
+    expect(dark.locator("body")).to_be_visible()
     assert dark.evaluate(background) != light
 
     # Deleting asks first: dismissed, nothing happens; accepted, the conversation goes.
