@@ -49,6 +49,8 @@ def in_thread(work) -> None:
 
 
 def ask(page: Page, question: str):
+    # Enter before the chat's script has loaded is a newline in the box, not a question.
+    expect(page.locator('#chat[data-connected="true"]')).to_be_visible()
     page.get_by_label("Your question").fill(question)
     page.keyboard.press("Enter")
     answer = page.locator(".msg.assistant").last
