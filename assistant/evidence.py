@@ -56,17 +56,24 @@ def evidence_gather(
 
     `similarity` (texts -> cosine similarity to the question, from the embedding model) lets
     the quote be chosen by meaning too, not only by the words it shares with the question.
-    The quote's passage goes first. Each passage is cut to whole sentences around its own best
-    sentence for this question (or its beginning when none shares a word with it), so that the
-    model reads a few hundred tokens instead of four whole chunks.
+    The quote's passage goes first, then the others by their own best sentence (search order
+    among equals). Each passage is cut to whole sentences around its own best sentence for this
+    question (or its beginning when none shares a word with it), so that the model reads a few
+    hundred tokens instead of four whole chunks.
     """
     candidates = list(candidates)
     if not candidates:
         return Evidence(hits=[], sources=[], quote=None)
+    scores = [0.0] * len(candidates)
     quote = grounding.quote_select(
-        question=question, passages=[h.text for h in candidates], similarity=similarity
+        question=question,
+        passages=[h.text for h in candidates],
+        similarity=similarity,
+        passage_scores=scores,
     )
-    order = list(range(len(candidates)))
+    # The passages whose best sentence answers best, search order among equals: a fact in the
+    # third search hit reaches the prompt when its sentence matches better than the second's.
+    order = sorted(range(len(candidates)), key=lambda i: -scores[i])
     if quote is not None:
         order.remove(quote.source_index)
         order.insert(0, quote.source_index)

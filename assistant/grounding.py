@@ -16,6 +16,7 @@ chosen here and marks every figure of the answer that the sources do not contain
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import math
 import re
@@ -695,6 +696,7 @@ _LINE_RULE = re.compile(r"[\s\-=_|:+*~.#]*[-=_~]{3,}[\s\-=_|:+*~.#]*")
 _LINE_HEADING = re.compile(r"[ \t]{0,3}#{1,6}[ \t]")
 _LINE_ITEM = re.compile(r"[ \t]*(?:[-*+•·\u2013]|\d{1,3}[.)]|[a-z][.)])[ \t]+\S")
 _LINE_ROW = re.compile(r"^[ \t]*\||[^ ] \| |\t|[^\s.!?:;,] {2,}\S")
+_GAP_ROW = re.compile(r"[^\s.!?:;,] {2,}\S")  # a fixed-width table's row: columns between gaps
 _LINE_LABEL = re.compile(r"[ \t]*[^\s:][^:]{0,40}:[ \t]+\S")
 _MARKER = re.compile(
     r"(?:[ \t]|#{1,6}(?=[ \t])|>|[-*+•·\u2013](?=[ \t])|\d{1,3}[.)](?=[ \t])"
@@ -726,6 +728,14 @@ def _lines(passage: str) -> list[tuple[int, int, str]]:
             lines and lines[-1][2] == "row" and re.match(r"[ \t]{8}", text)
         ):
             kind = "row"  # a cell's second line in a fixed-width table is indented
+        elif (
+            lines
+            and lines[-1][2] in ("row", "cont")
+            and "|" not in text
+            and _GAP_ROW.search(passage, lines[-1][0], lines[-1][1])
+            and not _LINE_ITEM.match(text)
+        ):
+            kind = "cont"  # a wrapped cell of a fixed-width table, its indentation normalised
         elif _all_caps(text):
             kind = "heading"  # "1. WHAT IS A KEY ACCOUNT?" in plain-text documents
         elif _LINE_ITEM.match(text):
@@ -776,9 +786,21 @@ def _units(passage: str) -> list[_Unit]:
 
     for line in _lines(passage):
         start, end, kind = line
-        if kind not in ("row", "rule"):
+        if kind not in ("row", "cont", "rule", "blank") or (
+            # A blank line inside a table keeps its header for rows of as many cells after it.
+            kind == "row"
+            and previous is not None
+            and previous[2] == "blank"
+            and header is not None
+            and _cells(passage, start, end) != _cells(passage, *header)
+        ):
             header = None
-        if kind in ("blank", "rule"):
+        if kind == "cont":
+            # The wrapped line belongs to the row above it.
+            span = _trim(passage, start, end)
+            if span and units and units[-1].kind == "row":
+                units[-1] = dataclasses.replace(units[-1], end=span[1])
+        elif kind in ("blank", "rule"):
             close()
         elif kind in ("heading", "row"):
             close()
@@ -800,6 +822,15 @@ def _units(passage: str) -> list[_Unit]:
         previous = line
     close()
     return units
+
+
+_CELL_GAP = re.compile(r"[ \t]*\|[ \t]*|\t+| {2,}")
+
+
+def _cells(passage: str, start: int, end: int) -> int:
+    """How many cells a table row has (between pipes, tabs or runs of spaces)."""
+    text = passage[start:end].strip().strip("|").strip()
+    return len(_CELL_GAP.split(text))
 
 
 def _trim(passage: str, start: int, end: int) -> tuple[int, int] | None:
@@ -1019,6 +1050,7 @@ def quote_select(
     max_sentences: int = 2,
     max_chars: int = 360,
     similarity: Callable[[list[str]], Sequence[float]] | None = None,
+    passage_scores: list[float] | None = None,
 ) -> Quote | None:
     """The sentence (or adjacent sentences) of `passages` that best answers `question`.
 
@@ -1032,6 +1064,9 @@ def quote_select(
     embedding model's); a pool of up to SEMANTIC_POOL candidates is then ranked by similarity
     plus a share of the lexical score, and a sentence sharing no word with the question may be
     the quote when it is similar enough.
+
+    `passage_scores` (one 0.0 per passage), when given, receives each passage's best sentence
+    score: how well the passage answers, by its best sentence rather than as a whole.
     """
     question_terms = _terms(question)
     if (not question_terms and similarity is None) or not passages:
@@ -1093,6 +1128,8 @@ def quote_select(
             score *= 1.5 if c.kinds & wanted else 0.85
         score *= 1.0 / (1.0 + 0.08 * c.passage)
         c.score = score
+        if passage_scores is not None:
+            passage_scores[c.passage] = max(passage_scores[c.passage], score)
         if best is None or score > best.score:
             best = c
     if best is None:
@@ -1155,7 +1192,11 @@ def _window(
 def excerpt_around(passage: str, start: int, end: int, *, max_chars: int) -> str:
     """Whole sentences of `passage` around [start, end), grown outward alternately (before,
     after, ...) while the excerpt stays within `max_chars`. Always contains passage[start:end]
-    exactly; when the sentences holding it are already longer, words are added instead."""
+    exactly; when the sentences holding it are already longer, words are added instead.
+
+    A table row's excerpt that does not reach up to its header row starts with that row (and a
+    line break), room permitting: a row far down a table means little without its column names.
+    """
     if not 0 <= start <= end <= len(passage):
         raise ValueError("start and end must lie within the passage")
     if end - start >= max_chars:
@@ -1168,6 +1209,21 @@ def excerpt_around(passage: str, start: int, end: int, *, max_chars: int) -> str
     low, high = min(start, units[first].start), max(end, units[last].end)
     if high - low > max_chars:
         return _grow_words(passage, start, end, max_chars)
+    low, high = _grow_units(units, first, last, low, high, max_chars)
+    header = units[first].header
+    if header is not None and header[0] < low:
+        room = max_chars - (header[1] - header[0]) - 1
+        core = (min(start, units[first].start), max(end, units[last].end))
+        if core[1] - core[0] <= room:
+            low, high = _grow_units(units, first, last, *core, room)
+            return passage[header[0] : header[1]] + "\n" + passage[low:high]
+    return passage[low:high]
+
+
+def _grow_units(
+    units: list[_Unit], first: int, last: int, low: int, high: int, max_chars: int
+) -> tuple[int, int]:
+    """[low, high) grown by whole units, one before and one after in turn, within max_chars."""
     before, after = first - 1, last + 1
     open_before, open_after = before >= 0, after < len(units)
     take_before = True
@@ -1187,7 +1243,7 @@ def excerpt_around(passage: str, start: int, end: int, *, max_chars: int) -> str
             else:
                 open_after = False
         take_before = not take_before
-    return passage[low:high]
+    return low, high
 
 
 def _grow_words(passage: str, start: int, end: int, max_chars: int) -> str:

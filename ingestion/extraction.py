@@ -391,12 +391,25 @@ _LINE_BREAKS = str.maketrans(dict.fromkeys("\r\x0b\x0c\x85\u2028\u2029", "\n"))
 _SPACES = re.compile(r"[^\S\n\t]+")  # any whitespace but newline and tab (NBSP, thin space...)
 
 
-def _clean_text(text: str) -> str:
-    """Normalised text: NFC, no invisible characters, single spaces, at most one blank line."""
+# A plain-text table's column gap: two or more spaces between words on a line, not after a
+# sentence's end ("end.  Next" is a typist's habit, not a column).
+_COLUMN_GAP = re.compile(r"(?<=[^\s.!?:;,]) {2,}(?=\S)")  # plain spaces: a typed layout
+
+
+def _clean_text(text: str, *, columns: bool = False) -> str:
+    """Normalised text: NFC, no invisible characters, single spaces, at most one blank line.
+
+    With `columns` (plain text), a gap of two or more spaces inside a line stays two spaces: a
+    fixed-width table's columns ("9 January 2026  Deadline for accruals"), which the quote and
+    the prompt read row by row with their header (assistant.grounding).
+    """
     text = text.replace("\r\n", "\n").translate(_LINE_BREAKS)
     text = _invisible_pattern().sub("", text)
     text = unicodedata.normalize("NFC", text)
-    text = _SPACES.sub(" ", text)
+    if columns:
+        text = "  ".join(_SPACES.sub(" ", part) for part in _COLUMN_GAP.split(text))
+    else:
+        text = _SPACES.sub(" ", text)
     text = re.sub(r"[ \t]*\n[ \t]*", "\n", text)
     text = re.sub(r"\n{3,}", "\n\n", text)
     return text.strip()
@@ -409,8 +422,9 @@ def _clean_line(text: str) -> str:
 class _Sections:
     """Collects text into sections, one per heading, with the heading path by level."""
 
-    def __init__(self, budget: _TextBudget) -> None:
+    def __init__(self, budget: _TextBudget, *, columns: bool = False) -> None:
         self.budget = budget
+        self.columns = columns  # plain text: keep column gaps (_clean_text)
         self.sections: list[Section] = []
         self._path: list[tuple[int, str]] = []
         self._heading = ""
@@ -430,7 +444,7 @@ class _Sections:
         self._parts.append(text)
 
     def close(self) -> None:
-        text = _clean_text("".join(self._parts))
+        text = _clean_text("".join(self._parts), columns=self.columns)
         self._parts = []
         if text:
             self.budget.spend(len(text))
@@ -1054,8 +1068,8 @@ _UNDERLINE = re.compile(r"^\s*(={3,}|-{3,})\s*$")
 
 
 def _extract_text(text: str, *, budget: _TextBudget) -> Extracted:
-    lines = _clean_text(text).split("\n")
-    sections = _Sections(budget)
+    lines = _clean_text(text, columns=True).split("\n")
+    sections = _Sections(budget, columns=True)
     title = ""
     first_line = next((i for i, line in enumerate(lines) if line.strip()), None)
     skip = False

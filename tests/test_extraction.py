@@ -213,6 +213,36 @@ def test_invisible_characters_are_stripped_and_text_normalised(tmp_path):
     assert text == "Pension contributions are café matched."
 
 
+def test_a_plain_text_table_keeps_its_column_gaps_and_sentences_their_single_spaces(tmp_path):
+    # Fixed-width columns are what makes a typed table readable row by row (the quote and the
+    # prompt take a row with its header); two spaces after a full stop are only a habit.
+    path = tmp_path / "calendar.txt"
+    path.write_text(
+        "  Date                Event\n"
+        "  ------------------  ------------------------\n"
+        "  9 January 2026      Deadline for all accruals\n"
+        "\n"
+        "Requests are answered within two days.  Documents go through the data room.\n",
+        encoding="utf-8",
+    )
+
+    text = extract_file(path).sections[0].text
+
+    assert text.splitlines()[0] == "Date  Event"
+    assert "9 January 2026  Deadline for all accruals" in text
+    assert "two days. Documents go" in text
+
+
+def test_html_and_markdown_collapse_runs_of_spaces(tmp_path):
+    (tmp_path / "page.html").write_text(
+        "<html><body><p>Deadline      for accruals</p></body></html>", encoding="utf-8"
+    )
+    (tmp_path / "page.md").write_text("Deadline      for accruals\n", encoding="utf-8")
+
+    for name in ("page.html", "page.md"):
+        assert extract_file(tmp_path / name).sections[0].text == "Deadline for accruals"
+
+
 def test_utf8_text_with_a_broken_byte_stays_utf8(tmp_path):
     path = tmp_path / "pasted.txt"
     path.write_bytes("Café crème — naïve\n".encode() + b"one bad \xff byte\n")

@@ -129,6 +129,50 @@ def test_wrapped_lines_of_a_plain_text_document_are_one_sentence():
     assert "framework\nagreement for 1,140 Lumen Cargo C5 units" in quote.text
 
 
+def test_a_blank_line_inside_a_table_keeps_its_header():
+    passage = (
+        "Band | Typical roles | Minimum (EUR) | Midpoint (EUR) | Maximum (EUR)\n\n"
+        "P2 | Bike mechanic, lab technician | 38,000 | 43,500 | 49,000\n"
+        "P3 | Specialist, accountant | 46,000 | 53,000 | 60,000\n\n"
+        "New hires are normally placed between the band minimum and the midpoint."
+    )
+    quote = quote_select(question="What is the midpoint of the P3 band?", passages=[passage])
+    assert quote is not None
+    assert quote.text == "P3 | Specialist, accountant | 46,000 | 53,000 | 60,000"
+    # The excerpt of a row far from its header starts with the header row.
+    start = passage.index("P3 |")
+    excerpt = excerpt_around(passage, start, start + len(quote.text), max_chars=130)
+    assert excerpt.startswith("Band | Typical roles") and quote.text in excerpt
+    assert len(excerpt) <= 130
+    # A table of another shape after a blank line has a header of its own.
+    other = passage.replace("New hires", "Site | Opens\n\nLeipzig | 07:00\n\nNew hires")
+    quote = quote_select(question="When does Leipzig open?", passages=[other])
+    assert quote is not None and quote.text == "Leipzig | 07:00"
+    start = other.index("Leipzig |")
+    excerpt = excerpt_around(other, start, start + 15, max_chars=30)
+    assert excerpt == "Site | Opens\n\nLeipzig | 07:00"
+
+
+def test_a_typed_tables_wrapped_cell_stays_with_its_row():
+    # A plain-text table as extraction keeps it: columns two spaces apart, indentation gone.
+    passage = (
+        "Date  Event\n"
+        "----------------  ------------------------------\n"
+        "10-14 November 2025  Interim audit (processes, internal\n"
+        "controls, IT general controls)\n"
+        "16 February-6 March 2026  Final audit fieldwork on site in Leipzig\n"
+        "20 March 2026  Audit opinion and long-form audit report"
+    )
+    quote = quote_select(question="When is the final audit fieldwork?", passages=[passage])
+    assert quote is not None
+    assert quote.text == "16 February-6 March 2026  Final audit fieldwork on site in Leipzig"
+    quote = quote_select(question="When is the interim audit?", passages=[passage])
+    assert quote is not None and quote.text == (
+        "10-14 November 2025  Interim audit (processes, internal\ncontrols, IT general controls)"
+    )
+    assert_exact(quote, [passage])
+
+
 def test_a_sentence_with_the_figure_asked_for_is_preferred():
     passage = (
         "Parking at the Leipzig site is available to all employees. "
@@ -266,7 +310,10 @@ def test_the_excerpt_always_holds_the_span_exactly():
     assert quote is not None
     for max_chars in (10, 60, 200, 400, 5000):
         excerpt = excerpt_around(passage, quote.start, quote.end, max_chars=max_chars)
-        assert quote.text in excerpt and excerpt in passage
+        # The passage's own text, after its table's header row when that is out of reach.
+        header = "Location | Maximum rate per night\n"
+        assert quote.text in excerpt and excerpt.removeprefix(header) in passage
+        assert len(excerpt) <= max(max_chars, len(quote.text))
         assert len(excerpt) <= max(max_chars, len(quote.text))
     # Inside a sentence longer than the limit: words around the span, still within the limit.
     start = passage.index("EUR 150")
