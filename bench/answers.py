@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/answers.py                       # the three local models
     .venv/bin/python bench/answers.py --models qwen2.5-coder-1.5b --limit 20
+    .venv/bin/python bench/answers.py --models qwen2.5-coder-1.5b --dev   # the development set
 
 The demo company, indexed, in a database of its own (`counsel_answers_bench`). For every model
 configuration a real model server (assistant/llm/server.py, llama.cpp) is started on a free port
@@ -21,7 +22,9 @@ memory. Baseline in the same run: a bare call to the same server with a short fi
 (its time to first token and decode speed, no retrieval, no queue).
 
 Results: a table, and JSON in bench/results/answers-<date>.json. The questions must not be
-tuned against (bench/data/answers.json says how they were written); misses are listed.
+tuned against (bench/data/answers.json says how they were written); misses are listed. Tune
+against `--dev` instead: bench/data/answers-dev.json, other questions written the same way about
+other facts of the same documents (no canaries), results in answers-dev-<date>.json.
 """
 
 from __future__ import annotations
@@ -339,7 +342,7 @@ def summarise(model: str, rows: list[dict], baseline: dict, rss: float, args) ->
             "quote_ok": share(items, "quote_ok"),
             "document_ok": share(items, "document_ok"),
         }
-        for group in ("manifest", "paraphrased")
+        for group in ("manifest", "paraphrased", "dev")
         if (items := [r for r in answers if r["group"] == group])
     }
     return {
@@ -494,6 +497,12 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the load mode")
     parser.add_argument("--only", default="", help="comma-separated question ids (a quick check)")
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="the development set (bench/data/answers-dev.json) instead of the held-out one and "
+        "the manifest: tune against these, report answers.json",
+    )
     args = parser.parse_args()
     if args.rescore:
         return rescore(Path(args.rescore), args)
@@ -507,6 +516,10 @@ def main() -> None:
     from assistant.llm.catalog import model_install
 
     answerable, unanswerable, probes = questions()
+    if args.dev:
+        data = json.loads((ROOT / "bench" / "data" / "answers-dev.json").read_text())
+        answerable = [{**q, "group": "dev"} for q in data["answerable"]]
+        unanswerable, probes = data["unanswerable"], []
     if args.only:
         only = set(args.only.split(","))
         answerable, unanswerable, probes = (
@@ -518,7 +531,8 @@ def main() -> None:
         model_install(KNOWN[model], Path(settings.LLM_MODELS_DIR), log=log)
         results.append(asyncio.run(run_model(model, args, users, answerable, unanswerable, probes)))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"answers-{dt.datetime.now():%Y%m%d-%H%M}.json"
+    kind = "-dev" if args.dev else ""
+    out = RESULTS / f"answers{kind}-{dt.datetime.now():%Y%m%d-%H%M}.json"
     report(results, out, machine_info())
 
 

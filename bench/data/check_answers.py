@@ -1,5 +1,10 @@
 #!/usr/bin/env python3
-"""Check bench/data/answers.json against the demo company (stdlib only).
+"""Check bench/data/answers.json (or the development set) against the demo company (stdlib only).
+
+answers.json is the held-out evaluation set; answers-dev.json is the development set that
+prompts, quote selection and thresholds are tuned against. ``--file PATH`` checks another file
+with the same structure; any file other than answers.json counts as a development set, whose ids
+start with "dev-" (dev-company-01, dev-none-01).
 
 Checks
 ------
@@ -12,6 +17,7 @@ Checks
   the same file, read with ``ast`` so the mapping is never copied by hand);
 * no question equals (ignoring case, spacing and punctuation) or closely resembles a question
   or canary question in demo/manifest.json, and no two questions here are the same;
+* development set only: no question equals or closely resembles a question of answers.json;
 * unanswerable: none of the key terms listed in UNANSWERABLE_TERMS below occurs in any demo
   document (a heuristic check that the answer really is absent);
 * minimum counts: >= 48 answerable, >= 7 per restricted collection, >= 14 for company,
@@ -23,7 +29,7 @@ demo/build_binaries.py builds them from).
 
 Facts[0] that also occur in another document are reported as notes, not errors.
 
-Usage: python3 bench/data/check_answers.py [--verbose]
+Usage: python3 bench/data/check_answers.py [--file PATH] [--verbose]
 Exit status 0 when everything passes, 1 otherwise.
 """
 
@@ -50,7 +56,8 @@ MIN_UNANSWERABLE = 14
 SIMILARITY_LIMIT = 0.85  # difflib ratio above which a question counts as a rewording
 
 # Terms whose presence in any demo document would suggest the question is answerable after
-# all. Matched case-insensitively on word boundaries. Every unanswerable id must have an entry.
+# all. Matched case-insensitively on word boundaries. Every unanswerable id must have an entry;
+# dev-none-* ids belong to the development set answers-dev.json.
 UNANSWERABLE_TERMS = {
     "none-01": ["garage", "parking space", "parking spot", "car park"],
     "none-02": ["dog", "dogs", "pets", "animal"],
@@ -85,6 +92,54 @@ UNANSWERABLE_TERMS = {
     "none-16": ["dress code", "attire", "dress"],
     "none-17": ["election", "elections", "elected"],
     "none-18": ["bereavement", "funeral", "death", "compassionate"],
+    "dev-none-01": [
+        "meeting room",
+        "meeting rooms",
+        "room booking",
+        "conference room",
+        "conference rooms",
+    ],
+    "dev-none-02": ["business card", "business cards", "visiting card", "visiting cards"],
+    "dev-none-03": ["shuttle", "shuttles", "shuttle bus"],
+    "dev-none-04": ["data protection officer", "datenschutzbeauftragter", "privacy officer"],
+    "dev-none-05": [
+        "computer glasses",
+        "screen glasses",
+        "bildschirmbrille",
+        "eye test",
+        "eye examination",
+        "optician",
+    ],
+    "dev-none-06": ["anniversary", "anniversaries", "long service", "long-service", "jubilee"],
+    "dev-none-07": ["bildungsurlaub", "educational leave", "education leave", "training leave"],
+    "dev-none-08": [
+        "company doctor",
+        "occupational physician",
+        "occupational health",
+        "betriebsarzt",
+        "medical check",
+    ],
+    "dev-none-09": ["aws", "amazon web services", "azure", "google cloud", "gcp"],
+    "dev-none-10": ["bosch", "shimano", "brose", "bafang", "yamaha"],
+    "dev-none-11": ["market share"],
+    "dev-none-12": [
+        "credit rating",
+        "creditreform",
+        "rating agency",
+        "moody's",
+        "standard & poor's",
+    ],
+    "dev-none-13": ["iban", "bic", "swift", "account number"],
+    "dev-none-14": ["smoking", "smokers", "smoking area", "cigarette", "cigarettes"],
+    "dev-none-15": ["company run", "firmenlauf", "marathon", "running team", "fun run"],
+    "dev-none-16": [
+        "language course",
+        "language courses",
+        "language classes",
+        "german lessons",
+        "german classes",
+    ],
+    "dev-none-17": ["attrition", "turnover", "fluctuation", "leavers"],
 }
 
 
@@ -170,12 +225,35 @@ def demo_access() -> dict[str, set[str]]:
 
 
 # --------------------------------------------------------------------------- checks
+def parse_args(argv: list[str]) -> tuple[Path, bool]:
+    """(file to check, verbose) from ``[--file PATH] [--verbose]``."""
+    path, verbose = ANSWERS, False
+    args = iter(argv)
+    for arg in args:
+        if arg == "--verbose":
+            verbose = True
+        elif arg == "--file":
+            value = next(args, None)
+            if value is None:
+                raise SystemExit("--file needs a path")
+            path = Path(value)
+        elif arg.startswith("--file="):
+            path = Path(arg.removeprefix("--file="))
+        else:
+            raise SystemExit(f"unknown argument {arg!r}; usage: [--file PATH] [--verbose]")
+    return path.resolve(), verbose
+
+
 def main() -> int:
-    verbose = "--verbose" in sys.argv[1:]
+    path, verbose = parse_args(sys.argv[1:])
     errors: list[str] = []
     notes: list[str] = []
 
-    data = json.loads(ANSWERS.read_text(encoding="utf-8"))
+    held_out = path == ANSWERS
+    prefix = "" if held_out else "dev-"  # the development set's ids start with "dev-"
+    if not path.exists():
+        raise SystemExit(f"{path}: no such file")
+    data = json.loads(path.read_text(encoding="utf-8"))
     manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
     access = demo_access()
 
@@ -197,6 +275,15 @@ def main() -> int:
     manifest_questions = [q["question"] for q in manifest.get("questions", [])]
     manifest_questions += [c["question"] for c in manifest.get("canaries", [])]
     manifest_keys = {question_key(q): q for q in manifest_questions}
+    # the development set must not reword the held-out questions either
+    held_out_questions = []
+    if not held_out:
+        held_out_data = json.loads(ANSWERS.read_text(encoding="utf-8"))
+        held_out_questions = [
+            q["question"]
+            for q in held_out_data.get("answerable", []) + held_out_data.get("unanswerable", [])
+        ]
+    held_out_keys = {question_key(q): q for q in held_out_questions}
 
     # ids and question texts
     seen_ids: set[str] = set()
@@ -225,6 +312,17 @@ def main() -> int:
                     f"{qid}: question is a rewording of manifest question {mq!r} "
                     f"(similarity {ratio:.2f})"
                 )
+        if key in held_out_keys:
+            errors.append(
+                f"{qid}: question equals an answers.json question: {held_out_keys[key]!r}"
+            )
+        for hq in held_out_questions:
+            ratio = difflib.SequenceMatcher(None, key, question_key(hq)).ratio()
+            if ratio >= SIMILARITY_LIMIT:
+                errors.append(
+                    f"{qid}: question is a rewording of answers.json question {hq!r} "
+                    f"(similarity {ratio:.2f})"
+                )
         asker = item.get("asker")
         if asker not in access:
             errors.append(f"{qid}: asker {asker!r} is not a demo user in load_demo.py")
@@ -240,8 +338,8 @@ def main() -> int:
             errors.append(f"{qid}: unknown collection {slug!r}")
             continue
         counts[slug] += 1
-        if not qid.startswith(f"{slug}-"):
-            errors.append(f"{qid}: id should start with '{slug}-'")
+        if not qid.startswith(f"{prefix}{slug}-"):
+            errors.append(f"{qid}: id should start with '{prefix}{slug}-'")
         if rel not in listed.get(slug, set()):
             errors.append(
                 f"{qid}: {rel!r} is not a document of collection {slug!r} in the manifest"
@@ -279,8 +377,8 @@ def main() -> int:
     # unanswerable
     for item in unanswerable:
         qid = item.get("id", "?")
-        if not qid.startswith("none-"):
-            errors.append(f"{qid}: unanswerable ids should start with 'none-'")
+        if not qid.startswith(f"{prefix}none-"):
+            errors.append(f"{qid}: unanswerable ids should start with '{prefix}none-'")
         terms = UNANSWERABLE_TERMS.get(qid)
         if not terms:
             errors.append(f"{qid}: no key terms in UNANSWERABLE_TERMS to check absence with")
@@ -290,9 +388,10 @@ def main() -> int:
             hits = [d for d in all_docs if pattern.search(texts[d])]
             if hits:
                 errors.append(f"{qid}: key term {term!r} occurs in {', '.join(hits)}")
+    unanswerable_ids = {i.get("id") for i in unanswerable}
     for qid in UNANSWERABLE_TERMS:
-        if qid not in {i.get("id") for i in unanswerable}:
-            errors.append(f"UNANSWERABLE_TERMS has {qid!r}, which is not in answers.json")
+        if qid.startswith(f"{prefix}none-") and qid not in unanswerable_ids:
+            errors.append(f"UNANSWERABLE_TERMS has {qid!r}, which is not in {path.name}")
 
     # counts
     if len(answerable) < MIN_ANSWERABLE:
@@ -305,7 +404,7 @@ def main() -> int:
 
     summary = ", ".join(f"{slug} {n}" for slug, n in counts.items())
     print(
-        f"answers.json: {len(answerable)} answerable ({summary}), {len(unanswerable)} unanswerable"
+        f"{path.name}: {len(answerable)} answerable ({summary}), {len(unanswerable)} unanswerable"
     )
     if verbose or errors:
         for note in notes:
