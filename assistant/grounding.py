@@ -695,8 +695,8 @@ class _Unit:
 _LINE_RULE = re.compile(r"[\s\-=_|:+*~.#]*[-=_~]{3,}[\s\-=_|:+*~.#]*")
 _LINE_HEADING = re.compile(r"[ \t]{0,3}#{1,6}[ \t]")
 _LINE_ITEM = re.compile(r"[ \t]*(?:[-*+•·\u2013]|\d{1,3}[.)]|[a-z][.)])[ \t]+\S")
-_LINE_ROW = re.compile(r"^[ \t]*\||[^ ] \| |\t|[^\s.!?:;,] {2,}\S")
 _GAP_ROW = re.compile(r"[^\s.!?:;,] {2,}\S")  # a fixed-width table's row: columns between gaps
+_LINE_ROW = re.compile(r"^[ \t]*\||[^ ] \| |\t|" + _GAP_ROW.pattern)
 _LINE_LABEL = re.compile(r"[ \t]*[^\s:][^:]{0,40}:[ \t]+\S")
 _MARKER = re.compile(
     r"(?:[ \t]|#{1,6}(?=[ \t])|>|[-*+•·\u2013](?=[ \t])|\d{1,3}[.)](?=[ \t])"
@@ -1209,11 +1209,11 @@ def excerpt_around(passage: str, start: int, end: int, *, max_chars: int) -> str
     low, high = min(start, units[first].start), max(end, units[last].end)
     if high - low > max_chars:
         return _grow_words(passage, start, end, max_chars)
-    low, high = _grow_units(units, first, last, low, high, max_chars)
+    core = (low, high)
+    low, high = _grow_units(units, first, last, *core, max_chars)
     header = units[first].header
     if header is not None and header[0] < low:
         room = max_chars - (header[1] - header[0]) - 1
-        core = (min(start, units[first].start), max(end, units[last].end))
         if core[1] - core[0] <= room:
             low, high = _grow_units(units, first, last, *core, room)
             return passage[header[0] : header[1]] + "\n" + passage[low:high]

@@ -191,6 +191,18 @@ def question_key(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
 
 
+def rewordings(qid: str, key: str, others: list[str], label: str) -> list[str]:
+    """Errors for each of `others` that `key` (a question_key) closely resembles."""
+    errors = []
+    for other in others:
+        ratio = difflib.SequenceMatcher(None, key, question_key(other)).ratio()
+        if ratio >= SIMILARITY_LIMIT:
+            errors.append(
+                f"{qid}: question is a rewording of {label} {other!r} (similarity {ratio:.2f})"
+            )
+    return errors
+
+
 # --------------------------------------------------------------------------- load_demo.py
 def _literal(node: ast.AST):
     """Like ast.literal_eval, but a bare name (ADMINISTRATOR) evaluates to its identifier."""
@@ -305,24 +317,12 @@ def main() -> int:
         seen_questions[key] = qid
         if key in manifest_keys:
             errors.append(f"{qid}: question equals a manifest question: {manifest_keys[key]!r}")
-        for mq in manifest_questions:
-            ratio = difflib.SequenceMatcher(None, key, question_key(mq)).ratio()
-            if ratio >= SIMILARITY_LIMIT:
-                errors.append(
-                    f"{qid}: question is a rewording of manifest question {mq!r} "
-                    f"(similarity {ratio:.2f})"
-                )
+        errors.extend(rewordings(qid, key, manifest_questions, "manifest question"))
         if key in held_out_keys:
             errors.append(
                 f"{qid}: question equals an answers.json question: {held_out_keys[key]!r}"
             )
-        for hq in held_out_questions:
-            ratio = difflib.SequenceMatcher(None, key, question_key(hq)).ratio()
-            if ratio >= SIMILARITY_LIMIT:
-                errors.append(
-                    f"{qid}: question is a rewording of answers.json question {hq!r} "
-                    f"(similarity {ratio:.2f})"
-                )
+        errors.extend(rewordings(qid, key, held_out_questions, "answers.json question"))
         asker = item.get("asker")
         if asker not in access:
             errors.append(f"{qid}: asker {asker!r} is not a demo user in load_demo.py")
