@@ -280,6 +280,21 @@ def test_the_backend_and_its_options_come_from_settings(settings, tmp_path):
     assert llm.model_name(adapter="sales-v1") == "smollm2-135m+sales-v1"
 
 
+def test_the_adapters_server_is_reached_at_its_host_setting_on_the_port_it_names(
+    settings, tmp_path
+):
+    from assistant.llm.adapters import adapter_endpoint
+
+    # What an instance listening on every address of its container (docker-compose) writes.
+    state = {"url": "http://0.0.0.0:58083", "port": 58083, "adapters": {"ap-1-v1": 0}}
+    (tmp_path / "server.json").write_text(json.dumps(state))
+    settings.LLM_ADAPTER_SERVER_DIR = tmp_path
+    settings.LLM_ADAPTER_SERVER_HOST = ""  # the default: its own URL, as on one machine
+    assert adapter_endpoint("ap-1-v1").base_url == "http://0.0.0.0:58083/v1"
+    settings.LLM_ADAPTER_SERVER_HOST = "llm-adapters"  # compose: the service's name
+    assert adapter_endpoint("ap-1-v1").base_url == "http://llm-adapters:58083/v1"
+
+
 def test_count_tokens_estimates_without_the_converted_model(settings, tmp_path):
     settings.LLM_LOCAL_MODEL_DIR = tmp_path / "missing"
     assert llm.count_tokens("") == 0

@@ -8,7 +8,8 @@ ask on every question:
 
 - which base is being served (:func:`served_base`): an adapter trained on another base is never
   eligible (tuning.selectors filters on it in SQL);
-- how to ask for one adapter (:func:`adapter_endpoint`): the server's URL and the ``lora`` field;
+- how to ask for one adapter (:func:`adapter_endpoint`): the server's URL and the ``lora`` field
+  (the URL's host is ``LLM_ADAPTER_SERVER_HOST`` where the server runs elsewhere: compose);
 - what the server should load (:func:`manifest_write`, called by tuning.services whenever an
   adapter becomes ready or active, or stops being so).
 
@@ -107,6 +108,13 @@ def served_base() -> ServedBase | None:
     )
 
 
+def server_url(state: dict) -> str:
+    """The running instance's URL as this process reaches it: server.json's own, or its port
+    on LLM_ADAPTER_SERVER_HOST (the instance listens on 0.0.0.0 in a container of its own)."""
+    host = settings.LLM_ADAPTER_SERVER_HOST
+    return f"http://{host}:{state['port']}" if host else state["url"].rstrip("/")
+
+
 def adapter_endpoint(name: str) -> AdapterEndpoint | None:
     """How to ask the local adapters' server for ``name``, or None when it is not loaded.
 
@@ -119,7 +127,7 @@ def adapter_endpoint(name: str) -> AdapterEndpoint | None:
         return None
     ids = state["adapters"]
     return AdapterEndpoint(
-        base_url=state["url"].rstrip("/") + "/v1",
+        base_url=server_url(state) + "/v1",
         server_dir=server_dir(),
         lora=tuple(sorted((i, 1.0 if n == name else 0.0) for n, i in ids.items())),
     )
@@ -132,7 +140,7 @@ def base_endpoint() -> AdapterEndpoint | None:
         return None
     ids = (state.get("adapters") or {}).values()
     return AdapterEndpoint(
-        base_url=state["url"].rstrip("/") + "/v1",
+        base_url=server_url(state) + "/v1",
         server_dir=server_dir(),
         lora=tuple(sorted((i, 0.0) for i in ids)),
     )

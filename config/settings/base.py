@@ -455,6 +455,10 @@ LLM_ADAPTER_DIR = env_path("LLM_ADAPTER_DIR", BASE_DIR / "var/adapters")
 # base TUNING_BASE_MODEL with every ready or active adapter, on this port and the next (an
 # activation swaps instances without losing answers in flight); manifest, state, log here.
 LLM_ADAPTER_SERVER_PORT = env_int("LLM_ADAPTER_SERVER_PORT", 58082, minimum=0, maximum=65534)
+# The host the web process and workers reach it at, with the port its server.json names (the
+# instance of the moment). Empty: server.json's own URL, the address an instance listens on
+# (LLM_SERVER_HOST); docker-compose sets the service's name, the instances listening on 0.0.0.0.
+LLM_ADAPTER_SERVER_HOST = env_str("LLM_ADAPTER_SERVER_HOST", "")
 LLM_ADAPTER_SERVER_DIR = env_path("LLM_ADAPTER_SERVER_DIR", BASE_DIR / "var/llm-adapters")
 # llama.cpp's LoRA converter, extracted from a hash-pinned sdist (assistant.llm.lora_gguf).
 LLM_CONVERTER_DIR = env_path("LLM_CONVERTER_DIR", BASE_DIR / "var/llama-convert")
