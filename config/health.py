@@ -1,5 +1,5 @@
-"""Readiness checks behind /healthz: database (with pgvector), Redis, Celery workers and the
-language model server."""
+"""Readiness checks behind /healthz: database (with pgvector), Redis, Celery workers, the
+language model server and the adapters' model server."""
 
 from __future__ import annotations
 
@@ -76,27 +76,71 @@ def check_llm() -> dict:
     return {"backend": config.backend, "model": config.model}
 
 
+def check_adapters() -> dict:
+    """The adapters' model server answers (llama.cpp's /health), found as the chat finds it: by
+    its server.json (assistant.llm.adapters), which names the instance of the moment.
+
+    Only while some adapter is ready or active: otherwise no question is routed to it, and a
+    deployment that trains no adapter need not run it, so its absence is no reason to look
+    degraded (and it is not probed). With LLM_BACKEND=openai the chat's own server serves the
+    adapters by name (vLLM), and the `llm` check probes it.
+    """
+    from assistant.llm import adapters
+    from tuning.selectors import adapters_to_serve
+
+    backend = settings.LLM_BACKEND
+    if backend == "fake":
+        return {"backend": "fake"}
+    if backend != "local":
+        return {"backend": backend, "served_by": "llm"}
+    to_serve = adapters_to_serve().count()
+    if not to_serve:
+        return {"backend": backend, "served": 0}
+    state = adapters.server_state()
+    if not state or not state.get("url"):
+        where = adapters.server_dir() / adapters.STATE
+        raise RuntimeError(f"the adapters' model server is not running (no {where})")
+    url = adapters.server_url(state) + "/health"
+    response = httpx.get(
+        url,
+        headers={"Authorization": f"Bearer {adapters.server_api_key()}"},
+        timeout=settings.HEALTH_LLM_TIMEOUT,
+    )
+    if response.status_code != 200:
+        raise RuntimeError(f"{url} answered HTTP {response.status_code}")
+    # Served can trail to_serve for a second or two: a new instance is loading the new set.
+    return {
+        "backend": backend,
+        "model": state.get("model", ""),
+        "served": len(state.get("adapters") or {}),
+        "to_serve": to_serve,
+    }
+
+
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database and Redis answer; `degraded` (still 200) without a live worker or
-    model server. Each check's details (versions, worker hosts, error text, timings) only for
-    administrators; everyone else gets `{"ok": …}` per check.
+    """200 when the database and Redis answer; `degraded` (still 200) without a live worker,
+    model server or adapters' model server. Each check's details (versions, worker hosts, error
+    text, timings) only for administrators; everyone else gets `{"ok": …}` per check.
 
     Without workers the web app still serves chat from indexed documents, so a load balancer
     should keep the node; indexing and training wait until a worker returns. Without the model
     server questions still get their quote, refusals and a plain message (every node shares
-    the one model server, so taking nodes out would not help).
+    the one model server, so taking nodes out would not help). Without the adapters' server
+    only the questions an adapter would answer are affected (a plain message, or retrieval once
+    it has stopped cleanly and removed its server.json).
     """
     checks = {
         "database": _timed(check_database),
         "redis": _timed(check_redis),
         "worker": _timed(check_workers),
         "llm": _timed(check_llm),
+        "adapters": _timed(check_adapters),
     }
     if not (checks["database"]["ok"] and checks["redis"]["ok"]):
         status, code = "fail", 503
-    elif not (checks["worker"]["ok"] and checks["llm"]["ok"]):
+    elif not all(check["ok"] for check in checks.values()):
         status, code = "degraded", 200
     else:
         status, code = "ok", 200

@@ -202,6 +202,17 @@ def role_strategies() -> dict[int, str]:
     return dict(RoleStrategy.objects.values_list("role_id", "strategy"))
 
 
+# --- serving --------------------------------------------------------------------------------------
+
+SERVED_STATES = (Adapter.State.READY, Adapter.State.ACTIVE)
+
+
+def adapters_to_serve() -> QuerySet[Adapter]:
+    """What the adapters' server should load: every ready or active adapter on the adapters'
+    base (ready ones too, so that activating one takes effect on the next question)."""
+    return Adapter.objects.filter(state__in=SERVED_STATES, base_model=settings.TUNING_BASE_MODEL)
+
+
 # --- administration ---------------------------------------------------------------------------
 
 

@@ -27,10 +27,9 @@ from assistant.llm.convert import MARKER
 from assistant.llm.lora_gguf import ConversionError, adapter_to_gguf
 from assistant.llm.private_server import PrivateServer, ServerStartError
 from tuning.models import Adapter
+from tuning.selectors import adapters_to_serve
 
 logger = logging.getLogger(__name__)
-
-SERVED_STATES = (Adapter.State.READY, Adapter.State.ACTIVE)
 
 
 class AdapterNotServable(Exception):
@@ -119,9 +118,7 @@ def adapters_publish() -> bool:
     that activating one takes effect on the next question instead of after a reload.
     """
     base = settings.TUNING_BASE_MODEL
-    rows = Adapter.objects.filter(state__in=SERVED_STATES, base_model=base).values_list(
-        "name", flat=True
-    )
+    rows = adapters_to_serve().values_list("name", flat=True)
     served = [(name, gguf_file(Path(settings.LLM_ADAPTER_DIR) / name)) for name in rows]
     try:
         return manifest_write(base=base, adapters=[(n, p) for n, p in served if p.is_file()])

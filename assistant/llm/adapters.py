@@ -115,6 +115,13 @@ def server_url(state: dict) -> str:
     return f"http://{host}:{state['port']}" if host else state["url"].rstrip("/")
 
 
+def server_api_key() -> str:
+    """The key the adapters' server requires: LLM_API_KEY, or the one it wrote on start."""
+    from assistant.llm.server import local_api_key
+
+    return settings.LLM_API_KEY or local_api_key(server_dir())
+
+
 def adapter_endpoint(name: str) -> AdapterEndpoint | None:
     """How to ask the local adapters' server for ``name``, or None when it is not loaded.
 
