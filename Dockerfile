@@ -26,7 +26,8 @@ RUN DJANGO_SECRET_KEY=build-only-$(python -c "import secrets; print(secrets.toke
     DJANGO_ALLOWED_HOSTS=build.invalid \
     python manage.py collectstatic --noinput -v0 \
  && useradd --system --uid 10001 --home-dir /app counsel \
- && mkdir -p /data/media && chown counsel /data/media
+ && mkdir -p /data/media /data/adapters /data/llm-adapters \
+ && chown counsel /data/media /data/adapters /data/llm-adapters
 
 USER counsel
 ENV MEDIA_ROOT=/data/media STATIC_ROOT=/app/var/static
