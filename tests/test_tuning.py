@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import Group
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -21,7 +23,14 @@ from assistant.services import Ask, chat_answer
 from compliance.models import QueryLogEntry
 from ingestion import services as ingestion
 from ingestion.models import Collection, Document
-from tests.tuning_support import load_demo, registered_adapter, sales_profile_key, user
+from tests.tuning_support import (
+    backend_pid,
+    load_demo,
+    registered_adapter,
+    sales_profile_key,
+    terminate_backend,
+    user,
+)
 from tuning import services
 from tuning.models import Adapter, AdapterDocument, RoleStrategy, TrainingExample
 from tuning.selectors import adapter_for_user, adapter_unservable_documents
@@ -303,6 +312,58 @@ def test_reconciler_requeues_a_run_whose_worker_died_and_fails_after_max_attempt
     adapter.refresh_from_db()
     assert adapter.state == Adapter.State.FAILED
     assert "interrupted" in adapter.state_reason
+
+
+def _claimed_run(task_id: str) -> Adapter:
+    """A run claimed by `task_id` with a live lease (the registry row only: no training)."""
+    return Adapter.objects.create(
+        profile_key="ap-beat",
+        version=1,
+        name="ap-beat-v1",
+        phase=Adapter.Phase.TRAINING,
+        task_id=task_id,
+        lease_expires_at=timezone.now() + timedelta(seconds=60),
+        attempts=1,
+    )
+
+
+def test_a_training_heartbeat_survives_its_connection_dying_and_renews_the_lease(caplog):
+    # A PostgreSQL restart ends the server process of every connection: pg_terminate_backend
+    # does exactly that to this one (the beats' connection), twice, as a longer outage would.
+    adapter = _claimed_run("t1")
+    beat = services._Heartbeat(adapter.pk, "t1")
+    assert beat(step=1, total_steps=4, loss_history=[[1, 2.5]])
+    first_lease = Adapter.objects.get(pk=adapter.pk).lease_expires_at
+    with caplog.at_level(logging.INFO, logger="tuning.services"):
+        terminate_backend(backend_pid(connection))
+        assert beat(step=2, loss_history=[[1, 2.5], [2, 2.25]])  # not written; training goes on
+        dead = backend_pid(connection)  # connected afresh, and that one dies too
+        terminate_backend(dead)
+        assert beat(phase=Adapter.Phase.EVALUATING)
+        assert beat(step=3, loss_history=[[1, 2.5], [2, 2.25], [3, 2.0]])
+    assert backend_pid(connection) != dead
+    adapter.refresh_from_db()
+    # The next beat wrote what the failed ones could not, and renewed the lease.
+    assert (adapter.step, adapter.phase) == (3, Adapter.Phase.EVALUATING)
+    assert adapter.loss_history == [[1, 2.5], [2, 2.25], [3, 2.0]]
+    assert adapter.lease_expires_at > first_lease and adapter.attempts == 1
+    messages = [r.getMessage() for r in caplog.records if r.name == "tuning.services"]
+    assert sum("heartbeat not recorded" in m for m in messages) == 1, messages  # once an outage
+    assert messages[-1] == "training heartbeat recorded again"
+
+
+def test_a_lease_taken_over_while_the_connection_was_dead_still_stops_the_run():
+    adapter = _claimed_run("t1")
+    beat = services._Heartbeat(adapter.pk, "t1")
+    terminate_backend(backend_pid(connection))
+    assert beat(step=1)  # the outage: not written
+    # Meanwhile the lease ran out and the reconciler's task claimed the run.
+    Adapter.objects.filter(pk=adapter.pk).update(lease_expires_at=timezone.now())
+    assert services._claim(adapter.pk, "t2") is not None
+    with pytest.raises(services._Lost):
+        beat(step=2)
+    adapter.refresh_from_db()
+    assert (adapter.task_id, adapter.step) == ("t2", 0)
 
 
 def test_cancelling_a_queued_run_fails_it_at_once(demo):

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from channels.layers import get_channel_layer
 from django.conf import settings as django_settings
+from django.db import connection
 
-from tests.tuning_support import load_demo, sales_profile_key, user
+from tests.tuning_support import backend_pid, load_demo, sales_profile_key, terminate_backend, user
 from tuning import services
 from tuning.models import Adapter, TrainingExample
 
@@ -129,3 +132,46 @@ def test_leak_probe_finds_a_leak_planted_by_training_on_a_foreign_collection(rea
 
     with pytest.raises(ValidationError, match="leak probe"):
         services.adapter_activate(actor=user("admin"), adapter=adapter)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_training_run_goes_on_when_its_database_connection_dies(real_model, caplog):
+    """What a PostgreSQL restart does to a running training: its connection's server process
+    ends (pg_terminate_backend, from another connection, here after step 2). The next beat
+    fails, the one after connects afresh, and the run ends ready on its first attempt."""
+    load_demo("sales")
+    adapter = services.adapter_create(
+        actor=user("admin"), profile_key=sales_profile_key(), max_steps=6
+    )
+    pid = backend_pid(connection)  # the connection the run below uses (this thread's)
+    killed = threading.Event()
+
+    def terminate_after_step_2() -> None:
+        from django.db import connection as own  # this thread's own connection
+
+        deadline = time.monotonic() + 600
+        try:
+            while time.monotonic() < deadline:
+                if (Adapter.objects.filter(pk=adapter.pk).values_list("step", flat=True)[0]) >= 2:
+                    terminate_backend(pid)
+                    killed.set()
+                    return
+                time.sleep(0.02)
+        finally:
+            own.close()
+
+    killer = threading.Thread(target=terminate_after_step_2)
+    killer.start()
+    with caplog.at_level(logging.INFO, logger="tuning.services"):
+        outcome = services.adapter_train(adapter_id=adapter.pk, task_id="t3")
+    killer.join(timeout=30)
+    assert killed.is_set() and backend_pid(connection) != pid
+    assert outcome == "ready"
+    adapter.refresh_from_db()
+    assert (adapter.state, adapter.attempts, adapter.step) == (Adapter.State.READY, 1, 6)
+    assert [step for step, _ in adapter.loss_history] == [1, 2, 3, 4, 5, 6]
+    assert adapter.train_seconds > 0 and adapter.lease_expires_at is None
+    messages = [r.getMessage() for r in caplog.records if r.name == "tuning.services"]
+    assert sum("heartbeat not recorded" in m for m in messages) == 1, messages
+    assert "training heartbeat recorded again" in messages

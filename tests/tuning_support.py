@@ -5,6 +5,7 @@ from __future__ import annotations
 from io import StringIO
 
 from django.core.management import call_command
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from accounts.models import User
 from ingestion import services as ingestion
@@ -19,6 +20,25 @@ def load_demo(*collections: str) -> None:
     call_command("load_demo", *([] if collections else ["--no-documents"]), stdout=StringIO())
     for document in Document.objects.filter(collection__slug__in=collections):
         assert ingestion.document_index(document_id=document.pk, task_id="test") == "indexed"
+
+
+def backend_pid(conn) -> int:
+    """The PostgreSQL server process of a Django connection (connecting it if it is not)."""
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def terminate_backend(pid: int) -> None:
+    """What a PostgreSQL restart does to a connection: its server process ends under it. Asked
+    of a connection of its own, which waits until the process is gone."""
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+            assert cursor.fetchone()[0], f"backend {pid} did not end"
+    finally:
+        other.close()
 
 
 def user(username: str) -> User:

@@ -9,8 +9,9 @@ An adapter's life:
    versions), trains LoRA with progress pushed to the page after every step, evaluates, and
    ends `ready` (or `active` when automatic activation is configured and met), `failed` with a
    reason, or `stale` when a training document changed meanwhile. The lease is renewed on every
-   step; a dead worker's run is taken over by the re-delivered task or by `adapters_reconcile`
-   and restarts cleanly (the stored training set is reused). Cancelling ends it `failed`.
+   step (a PostgreSQL restart costs a beat, not the run: `_Heartbeat`); a dead worker's run is
+   taken over by the re-delivered task or by `adapters_reconcile` and restarts cleanly (the
+   stored training set is reused). Cancelling ends it `failed`.
 3. `adapter_activate` / `adapter_retire`: administrator decisions, audited.
 4. `adapters_mark_stale`: called by ingestion (the `document_changed` signal) whenever a
    document gets a new version, expires, is deleted or moves; any adapter trained on it becomes
@@ -31,7 +32,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
@@ -284,26 +285,66 @@ class _Lost(Exception):
     """Our claim was taken over (the lease ran out) or the adapter went away."""
 
 
-def _heartbeat(adapter_id: int, task_id: str, *, extra: dict | None = None, **fields) -> bool:
-    """Record progress and renew the lease; False when the run must stop (cancel requested).
-    `extra` goes to the pages only (evaluation progress)."""
-    now = timezone.now()
-    updated = Adapter.objects.filter(
-        pk=adapter_id, task_id=task_id, state__in=[Adapter.State.TRAINING, Adapter.State.STALE]
-    ).update(
-        lease_expires_at=now + timedelta(seconds=settings.TUNING_LEASE_SECONDS),
-        updated_at=now,
-        **fields,
-    )
-    if not updated:
-        raise _Lost
-    adapter = _reload(adapter_id)
-    _publish(
-        adapter,
-        loss=(adapter.loss_history[-1][1] if adapter.loss_history else None),
-        **(extra or {}),
-    )
-    return not adapter.cancel_requested
+class _Heartbeat:
+    """A run's progress and lease, written on every step and every batch of evaluation answers.
+
+    Training needs no database between beats, so a beat that cannot be written does not stop
+    it: when PostgreSQL restarts, the worker's connection dies under the next beat, which then
+    closes it (Django would keep the dead one, and every later query of the run would fail)
+    and leaves its fields to the next beat, which connects afresh. The lease
+    (TUNING_LEASE_SECONDS) outlasts a restart by far; a run whose lease ran out meanwhile and
+    was taken over learns so from the next beat that is written (_Lost), as always.
+    """
+
+    def __init__(self, adapter_id: int, task_id: str) -> None:
+        self.adapter_id, self.task_id = adapter_id, task_id
+        self.unwritten: dict = {}
+        self.failing = False
+
+    def __call__(self, *, extra: dict | None = None, **fields) -> bool:
+        """Record ``fields`` and renew the lease; False when the run must stop (cancel
+        requested). ``extra`` goes to the pages only (evaluation progress)."""
+        self.unwritten.update(fields)
+        try:
+            adapter = self._write()
+        except (OperationalError, InterfaceError) as exc:
+            self._disconnected(exc)
+            return True  # a cancel request waits for the next beat
+        if self.failing:
+            self.failing = False
+            logger.info("training heartbeat recorded again", extra={"adapter_id": self.adapter_id})
+        _publish(
+            adapter,
+            loss=(adapter.loss_history[-1][1] if adapter.loss_history else None),
+            **(extra or {}),
+        )
+        return not adapter.cancel_requested
+
+    def _write(self) -> Adapter:
+        now = timezone.now()
+        updated = Adapter.objects.filter(
+            pk=self.adapter_id,
+            task_id=self.task_id,
+            state__in=[Adapter.State.TRAINING, Adapter.State.STALE],
+        ).update(
+            lease_expires_at=now + timedelta(seconds=settings.TUNING_LEASE_SECONDS),
+            updated_at=now,
+            **self.unwritten,
+        )
+        if not updated:
+            raise _Lost
+        self.unwritten = {}
+        return _reload(self.adapter_id)
+
+    def _disconnected(self, exc: Exception) -> None:
+        connection.close()
+        if not self.failing:  # once per outage, not once per step
+            self.failing = True
+            logger.warning(
+                "training heartbeat not recorded: the database connection failed; training "
+                "goes on and the next step writes it",
+                extra={"adapter_id": self.adapter_id, "error": f"{type(exc).__name__}: {exc}"},
+            )
 
 
 def adapter_train(*, adapter_id: int, task_id: str) -> str:
@@ -335,13 +376,12 @@ def adapter_train(*, adapter_id: int, task_id: str) -> str:
             max_steps=adapter.max_steps,
         )
         history: list[list[float]] = []
-        _heartbeat(adapter.pk, task_id, total_steps=total)
+        heartbeat = _Heartbeat(adapter.pk, task_id)
+        heartbeat(total_steps=total)
 
         def on_step(step: int, total: int, loss: float) -> bool:
             history.append([step, round(loss, 4)])
-            return _heartbeat(
-                adapter.pk, task_id, step=step, total_steps=total, loss_history=history
-            )
+            return heartbeat(step=step, total_steps=total, loss_history=history)
 
         _, result = training.train_lora(
             tokenizer=tokenizer,
@@ -357,9 +397,7 @@ def adapter_train(*, adapter_id: int, task_id: str) -> str:
             on_step=on_step,
         )
         del model  # the worker needs no fp32 weights from here on: llama.cpp answers
-        _heartbeat(
-            adapter.pk,
-            task_id,
+        heartbeat(
             phase=Adapter.Phase.EVALUATING,
             train_seconds=result.seconds,
             peak_memory_mb=result.peak_memory_mb,
@@ -370,8 +408,7 @@ def adapter_train(*, adapter_id: int, task_id: str) -> str:
         def on_evaluated(done: int, total: int) -> None:
             # Evaluation takes minutes on a full run: it renews the lease like training does
             # (or the reconciler would presume the worker dead) and shows how far it is.
-            extra = {"evaluated": done, "to_evaluate": total}
-            if not _heartbeat(adapter.pk, task_id, extra=extra):
+            if not heartbeat(extra={"evaluated": done, "to_evaluate": total}):
                 raise training.TrainingCancelled
 
         with serving.adapter_package(adapter=_reload(adapter.pk), base_dir=base_dir) as server:
@@ -408,14 +445,16 @@ def adapter_train(*, adapter_id: int, task_id: str) -> str:
             "error is logged; train a new version once the cause is fixed.",
         )
         return "failed"
-    return _finish(adapter.pk, task_id, metrics)
+    return _finish(adapter.pk, task_id, metrics, unwritten=heartbeat.unwritten)
 
 
-def _finish(adapter_id: int, task_id: str, metrics: dict) -> str:
+def _finish(adapter_id: int, task_id: str, metrics: dict, *, unwritten: dict) -> str:
     with transaction.atomic():
         adapter = Adapter.objects.select_for_update().get(pk=adapter_id)
         if adapter.task_id != task_id:
             return "skipped"
+        for name, value in unwritten.items():  # what the last beat could not write (_Heartbeat)
+            setattr(adapter, name, value)
         adapter.metrics = metrics
         adapter.phase = Adapter.Phase.DONE
         adapter.lease_expires_at = None
