@@ -90,12 +90,21 @@ $$;
 # Candidates come from the rarest terms first, up to KEYWORD_PROBE_CHUNKS matching chunks by their
 # counts, so that a question's common words ("policy", "employee") do not make every chunk a
 # candidate; every term still scores the candidates.
+#
+# Every candidate's tsvector is read once per term (`@@`, `ts_rank`), so it must be in the row:
+# a chunk's row with its 1.5 kB vector is over PostgreSQL's 2 kB toast threshold, and with the
+# default storage the tsvector went out of line, to be fetched from the toast table at every
+# read (keyword part of a twelve-word question on 8.6k documents: p95 56 ms, 11 ms inline;
+# migration 0013, KEYWORD_STORAGE).
 KEYWORD_PROBE_CHUNKS = 1000
 # A long question (a pasted paragraph) scores with its rarest terms only: every candidate is
 # matched against every term, and a 200-word query took 0.4-0.8 s on 8.7k documents (issue 16);
 # the common terms it drops weigh least. Candidates: the rarest terms' chunks, up to 1,000 by their
-# counts (4,000 cost 20-40 ms more for a twelve-word question on 8.7k documents).
-KEYWORD_MAX_TERMS = 24
+# counts (4,000 cost 20-40 ms more for a twelve-word question on 8.7k documents). Measured on
+# ArguAna's paragraph queries (docs/benchmarks.md, "Retrieval quality"): 24 terms lost a third of
+# the keyword ranking's nDCG@10 (0.294 against 0.419) and put fusion below dense search; 64 keep
+# most of it (0.402) at p95 28 ms for a whole paragraph; 200 add 0.013 for 16 ms more.
+KEYWORD_MAX_TERMS = 64
 TEXT_SEARCH_FUNCTION = """
 CREATE OR REPLACE FUNCTION ingestion_chunk_text_search(
     query text, collections bigint[], documents bigint[], max_rows integer)
@@ -149,6 +158,18 @@ END
 $fn$;
 """.replace("__PROBE_CHUNKS__", str(KEYWORD_PROBE_CHUNKS)).replace(
     "__MAX_TERMS__", str(KEYWORD_MAX_TERMS)
+)
+
+# The chunk's tsvector stays in its row (`MAIN`: compressed if that pays, moved out only if the
+# row could not fit a page otherwise); the text, read for the winners only, may go out of line.
+# Only rows written afterwards take the new storage, so every row is written once more (the
+# generated column is computed again from the same text).
+KEYWORD_STORAGE = """
+ALTER TABLE ingestion_chunk ALTER COLUMN search_vector SET STORAGE MAIN;
+UPDATE ingestion_chunk SET text = text;
+"""
+KEYWORD_STORAGE_DROP = (
+    "ALTER TABLE ingestion_chunk ALTER COLUMN search_vector SET STORAGE EXTENDED;"
 )
 
 # Each collection's number of stored chunks (`ingestion_collection.chunk_count`), kept by the
