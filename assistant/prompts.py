@@ -5,6 +5,7 @@ Pure functions; the chat service supplies the token counter of the model in use.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,25 @@ def answerable_messages(messages: list[tuple[str, str]]) -> list[tuple[str, str]
 def says_no(reply: str) -> bool:
     """The model's reply to ANSWERABLE_QUESTION is a no (anything else lets the answer go on)."""
     return re.match(r"\W*no\b", reply.strip().lower()) is not None
+
+
+def answerable_probability(top_logprobs: Sequence[dict] | None) -> float | None:
+    """How sure the model is that its sources answer the question: P(yes) / (P(yes) + P(no))
+    over the first token's alternatives ("Yes", " yes", "YES" count as one), or None when
+    neither word is among them (or the server sent no log-probabilities).
+
+    Greedy decoding says "no" whenever that share is below one half; a threshold on it
+    (CHAT_ANSWERABLE_MIN_YES) lets a model that hesitates be read as the refusal it is
+    (docs/benchmarks.md, "Answers").
+    """
+    mass = {"yes": 0.0, "no": 0.0}
+    for item in top_logprobs or ():
+        word = str(item.get("token", "")).strip().lower()
+        logprob = item.get("logprob")
+        if word in mass and isinstance(logprob, int | float) and math.isfinite(logprob):
+            mass[word] += math.exp(logprob)
+    total = mass["yes"] + mass["no"]
+    return mass["yes"] / total if total > 0 else None
 
 
 # Words that make a short follow-up depend on the previous question ("and for Munich?").

@@ -88,6 +88,8 @@ class AnswerRecord:
     client_id: str
     started: object
     started_clock: float
+    # The yes/no check's confidence that the passages answer the question (chat_answer).
+    answerable: float | None = None
 
 
 @dataclass
@@ -276,7 +278,6 @@ def _messages(conversation: Conversation, record: AnswerRecord) -> tuple[Message
 
 
 def _entry_fields(asker: Asker, record: AnswerRecord) -> dict:
-    quote = record.quote
     return {
         "user": asker.user,
         "username": asker.user.get_username(),
@@ -298,15 +299,22 @@ def _entry_fields(asker: Asker, record: AnswerRecord) -> dict:
         "cost_estimate": record.cost,
         "first_token_ms": record.first_token_ms,
         "unsupported_figures": record.unsupported_count,
-        "grounding": (
-            {**record.grounding, "quote": {k: quote[k] for k in ("chunk", "document", "text")}}
-            if quote
-            else record.grounding
-        ),
+        "grounding": _entry_grounding(record),
         "latency_ms": _elapsed_ms(record.started_clock),
         "started_at": record.started,
         "finished_at": timezone.now(),
     }
+
+
+def _entry_grounding(record: AnswerRecord) -> dict:
+    """The message's grounding, with what only the log keeps: the quote's ids and the yes/no
+    check's confidence (the reason for a refusal, for the officer who reviews it)."""
+    grounding = dict(record.grounding)
+    if record.quote:
+        grounding["quote"] = {k: record.quote[k] for k in ("chunk", "document", "text")}
+    if record.answerable is not None:
+        grounding["answerable"] = round(record.answerable, 4)
+    return grounding
 
 
 def citation_payload(message: Message) -> list[dict]:

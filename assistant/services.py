@@ -40,6 +40,7 @@ from assistant.evidence import (
 from assistant.models import Conversation, Message
 from assistant.prompts import (
     answerable_messages,
+    answerable_probability,
     build_prompt,
     build_tuned_prompt,
     condense_question,
@@ -84,6 +85,9 @@ _LOOP_CHECK_EVERY = 8
 # A streamed piece is one token for our streaming backends; a backend sending huge pieces is cut
 # by characters as well (no real token averages this many).
 _MAX_CHARS_PER_TOKEN = 8
+# Alternatives asked for the yes/no check's first token: enough to find both "yes" and "no"
+# in their spellings ("Yes", "yes", " yes").
+_ANSWERABLE_TOP_LOGPROBS = 10
 
 
 class ChatRefused(Exception):
@@ -227,6 +231,8 @@ class _Outcome:
     truncated: bool = False
     looped: bool = False  # stopped because it repeated itself (kept as it was)
     unanswerable: bool = False  # the model said its passages do not answer the question
+    # The yes/no check's P(yes) / (P(yes) + P(no)), when the model server sent log-probabilities.
+    answerable: float | None = None
     # Token counts the model server reported (the served model's own tokenizer), when it did.
     usage_prompt_tokens: int | None = None
     usage_completion_tokens: int | None = None
@@ -282,6 +288,7 @@ def _answer_record(
         built_from=result.built_from,
         quote=quote,
         grounding=check.payload(looped=result.looped) if check is not None else {},
+        answerable=result.answerable,
         unsupported=[(f.start, f.end) for f in check.unsupported] if check is not None else [],
         unsupported_count=len(check.unsupported) if check is not None else None,
         referenced=referenced,
@@ -548,7 +555,12 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
                         Message.Status.REFUSED,
                         QueryLogEntry.Outcome.REFUSED,
                     )
-                    result.route_reason += " The passages found do not answer the question."
+                    result.route_reason += " The passages found do not answer the question"
+                    result.route_reason += (
+                        "."
+                        if result.answerable is None
+                        else f" (the model's confidence that they do: {result.answerable:.0%})."
+                    )
                     result.checked_sources = []
                 text = "".join(parts)
                 end = len(text) if result.body_end is None else result.body_end
@@ -689,11 +701,18 @@ async def _generate(
                 # Streamed and cut after its first word: a server that ignores max_tokens (or
                 # hangs) costs no more than the answer's own first-token deadline.
                 reply = ""
+                check_stats = llm.StreamStats()
                 check = llm.stream_with_timeouts(
-                    model.bind(max_tokens=2, temperature=0),
+                    model.bind(
+                        max_tokens=2,
+                        temperature=0,
+                        logprobs=True,
+                        top_logprobs=_ANSWERABLE_TOP_LOGPROBS,
+                    ),
                     precheck,
                     first_token_timeout=settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS,
                     total_timeout=settings.LLM_TIMEOUT_SECONDS,
+                    stats=check_stats,
                 )
                 try:
                     async for piece in check:
@@ -703,7 +722,13 @@ async def _generate(
                 finally:
                     await check.aclose()
                 result.mark("checked", started_clock)
-                if says_no(reply):
+                # The model's confidence when the server sent it, its greedy word otherwise.
+                result.answerable = answerable_probability(check_stats.top_logprobs)
+                if (
+                    says_no(reply)
+                    if result.answerable is None
+                    else result.answerable < settings.CHAT_ANSWERABLE_MIN_YES
+                ):
                     result.unanswerable = True
                     await llm.breaker_success(admission)
                     return

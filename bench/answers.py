@@ -163,6 +163,12 @@ def use_server(server: Server) -> None:
     settings.CHAT_ANSWERABLE_CHECK = {"true": True, "false": False}.get(
         os.environ.get("CHAT_ANSWERABLE_CHECK", "").lower(), KNOWN[server.model].answerable_check
     )
+    # CHAT_ANSWERABLE_MIN_YES=0 never refuses on the check and records its confidence for every
+    # question: what bench/answerable.py sweeps a threshold over.
+    minimum = os.environ.get("CHAT_ANSWERABLE_MIN_YES")
+    settings.CHAT_ANSWERABLE_MIN_YES = (
+        float(minimum) if minimum else KNOWN[server.model].answerable_min_yes
+    )
 
 
 async def bare_call(runs: int = 3) -> dict:
@@ -290,6 +296,7 @@ async def run_model(model: str, args, users, answerable, unanswerable, probes) -
                     "completion_tokens": entry.completion_tokens if entry else 0,
                     "prompt_tokens": entry.prompt_tokens if entry else 0,
                     "unsupported_marked": entry.unsupported_figures if entry else None,
+                    "answerable": (entry.grounding or {}).get("answerable") if entry else None,
                     "unmarked": unmarked_unsupported(
                         event.get("html", ""), [*passages, item["question"]]
                     ),
@@ -350,6 +357,7 @@ def summarise(model: str, rows: list[dict], baseline: dict, rss: float, args) ->
         "threads": args.threads,
         "parallel": args.parallel,
         "answerable_check": settings.CHAT_ANSWERABLE_CHECK,
+        "answerable_min_yes": settings.CHAT_ANSWERABLE_MIN_YES,
         "questions": len(answers),
         "answer_ok": share(answers, "answer_ok"),
         "quote_ok": share(answers, "quote_ok"),

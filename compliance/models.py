@@ -87,7 +87,7 @@ class QueryLogEntry(models.Model):
     # given do not contain. None when no check ran (refusal, error, adapter-only answer).
     unsupported_figures = models.PositiveIntegerField(null=True, blank=True)
     # {"quote": {"chunk", "document", "text"} | {}, "checked": n, "unsupported": [...],
-    #  "looped": bool}
+    #  "looped": bool, "answerable": the yes/no check's confidence that the passages answer}
     grounding = models.JSONField(default=dict, blank=True)
     latency_ms = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField()

@@ -183,6 +183,12 @@ class EntryGrounding:
     looped: bool = False
     quote: dict = field(default_factory=dict)  # {"chunk", "document", "text"} or {}
     quote_title: str = ""  # the quoted document's title, from the entry's own used chunks
+    # The yes/no check's confidence that the passages answer the question, when it ran.
+    answerable: float | None = None
+
+    @property
+    def answerable_percent(self) -> int | None:
+        return None if self.answerable is None else round(self.answerable * 100)
 
 
 def querylog_entry_grounding(*, entry: QueryLogEntry) -> EntryGrounding:
@@ -204,7 +210,12 @@ def querylog_entry_grounding(*, entry: QueryLogEntry) -> EntryGrounding:
         looped=bool(data.get("looped")),
         quote=quote,
         quote_title=title,
+        answerable=_share(data.get("answerable")),
     )
+
+
+def _share(value) -> float | None:
+    return float(value) if isinstance(value, int | float) and 0 <= value <= 1 else None
 
 
 # Export columns that are not columns of the table: computed for each row below.

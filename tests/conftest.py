@@ -351,6 +351,11 @@ def local_llm(settings, model_server):
     settings.LLM_MAX_CONCURRENCY = model_server.parallel
     settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS = 30.0
     settings.LLM_TIMEOUT_SECONDS = 60.0
+    # As the settings would default for this model (config/settings/base.py).
+    from assistant.llm.catalog import MODELS
+
+    settings.CHAT_ANSWERABLE_CHECK = MODELS[model_server.model].answerable_check
+    settings.CHAT_ANSWERABLE_MIN_YES = MODELS[model_server.model].answerable_min_yes
     return model_server
 
 

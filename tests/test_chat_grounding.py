@@ -176,3 +176,45 @@ def test_the_yes_no_check_is_the_prompt_plus_one_question():
     assert checked[1][1].startswith(messages[1][1]) and checked[1][1].endswith(ANSWERABLE_QUESTION)
     assert says_no("No") and says_no(" no.") and says_no('"No, they do not"')
     assert not says_no("Yes") and not says_no("Nobody knows") and not says_no("")
+
+
+def test_the_check_reads_the_models_confidence_from_its_first_tokens_alternatives():
+    import math
+
+    from assistant.prompts import answerable_probability
+
+    def alternatives(**probabilities):
+        return [{"token": t, "logprob": math.log(p)} for t, p in probabilities.items()]
+
+    # "Yes", " yes" and "YES" are one word; so are "No" and "no"; other tokens do not count.
+    assert answerable_probability(alternatives(Yes=0.3, yes=0.1, No=0.35, no=0.05, To=0.2)) == (
+        pytest.approx(0.5)
+    )
+    assert answerable_probability(alternatives(No=0.6, Yes=0.2)) == pytest.approx(0.25)
+    assert answerable_probability(alternatives(Sure=0.9)) is None  # neither word: no verdict
+    assert answerable_probability(None) is None and answerable_probability([]) is None
+    assert answerable_probability([{"token": "Yes", "logprob": float("-inf")}]) is None
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("min_yes", [0.0, 1.01])
+async def test_the_real_model_servers_confidence_decides_and_is_logged(
+    traveller, local_llm, settings, min_yes
+):
+    # Nothing is sure enough for a threshold above 1, and everything for 0: the model server's
+    # log-probabilities, not its greedy word, decide, and the officer sees the confidence.
+    settings.CHAT_ANSWERABLE_CHECK = True
+    settings.CHAT_ANSWERABLE_MIN_YES = min_yes
+    ws = await connect(traveller)
+    frames = await ask(ws, "What is the hotel limit per night in Munich?", timeout=120)
+    done = frames[-1]
+    entry = await sync_to_async(QueryLogEntry.objects.get)()
+    confidence = entry.grounding["answerable"]
+    assert 0.0 <= confidence <= 1.0
+    if min_yes > 1:
+        assert done["status"] == "refused" and "delta" not in [f["type"] for f in frames]
+        assert entry.outcome == "refused"
+        assert f"confidence that they do: {confidence:.0%}" in entry.route_reason
+    else:
+        assert "delta" in [f["type"] for f in frames] and entry.outcome != "refused"
+    await ws.disconnect()

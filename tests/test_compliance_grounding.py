@@ -387,3 +387,16 @@ def test_the_demo_history_has_plausible_grounding(db):
     totals = querylog_dashboard(start=today - dt.timedelta(days=27), end=today).totals
     assert totals["checked"] == rag_answers.count()
     assert totals["unsupported"] == flagged.count()
+
+
+def test_the_entry_page_says_how_sure_the_model_was_that_its_sources_answer(cast):
+    client = as_user(cast["officer"])
+    refused = entry(cast["alice"], answer="", outcome="refused", grounding={"answerable": 0.4123})
+    html = client.get(reverse("compliance:entry_detail", args=[refused.pk])).content.decode()
+    assert re.search(r'id="grounding-answerable">.*<strong>41 %</strong> sure they do: too', html)
+    answered = entry(cast["alice"], grounding={"answerable": 0.9})
+    html = client.get(reverse("compliance:entry_detail", args=[answered.pk])).content.decode()
+    assert "<strong>90 %</strong> sure they do." in html
+    old = entry(cast["alice"])  # before the check kept its confidence: nothing is said
+    html = client.get(reverse("compliance:entry_detail", args=[old.pk])).content.decode()
+    assert 'id="grounding-answerable"' not in html

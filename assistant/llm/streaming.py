@@ -23,6 +23,10 @@ class StreamStats:
     finish_reason: str | None = None
     first_token_seconds: float | None = None
     total_seconds: float | None = None
+    # The first generated token's alternatives with their log-probabilities
+    # ([{"token", "logprob"}, ...]), when the request asked for `top_logprobs` and the server
+    # sent them (llama.cpp, vLLM and OpenAI do).
+    top_logprobs: list[dict] | None = None
 
 
 async def stream_with_timeouts(
@@ -80,9 +84,14 @@ def _collect(stats: StreamStats, chunk: Any) -> None:
     if usage:
         stats.input_tokens = (stats.input_tokens or 0) + usage.get("input_tokens", 0)
         stats.output_tokens = (stats.output_tokens or 0) + usage.get("output_tokens", 0)
-    reason = (getattr(chunk, "response_metadata", None) or {}).get("finish_reason")
+    metadata = getattr(chunk, "response_metadata", None) or {}
+    reason = metadata.get("finish_reason")
     if reason:
         stats.finish_reason = reason
+    if stats.top_logprobs is None:
+        content = (metadata.get("logprobs") or {}).get("content") or []
+        if content and isinstance(content[0], dict):
+            stats.top_logprobs = list(content[0].get("top_logprobs") or [])
 
 
 async def _close(stream: AsyncIterator[Any]) -> None:

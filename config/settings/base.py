@@ -444,6 +444,14 @@ CHAT_ANSWERABLE_CHECK = env_bool(
     "CHAT_ANSWERABLE_CHECK",
     LOCAL_MODELS[LLM_MODEL].answerable_check if LLM_BACKEND == "local" else True,
 )
+# The check reads the model's log-probabilities of "yes" and "no" and answers only when "yes"
+# has at least this share of the two (0.5: the model's own greedy word; higher refuses when it
+# hesitates). A server that sends no log-probabilities falls back to the word.
+CHAT_ANSWERABLE_MIN_YES = env_float(
+    "CHAT_ANSWERABLE_MIN_YES",
+    LOCAL_MODELS[LLM_MODEL].answerable_min_yes if LLM_BACKEND == "local" else 0.5,
+    minimum=0.0,
+)
 # SmolLM2-135M converted once to a transformers checkpoint: the token counter's tokenizer, and
 # the adapters' base in the tests (assistant.llm.bases).
 LLM_LOCAL_MODEL_DIR = env_path("LLM_LOCAL_MODEL_DIR", BASE_DIR / "var/models/smollm2-135m-instruct")
