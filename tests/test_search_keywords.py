@@ -197,3 +197,24 @@ def test_narrowing_to_a_document_keeps_to_it_and_never_widens(world):
     assert only and {h.document_id for h in only} == {travel.pk}
     # A document the reader may not read narrows to nothing.
     assert chunk_search(user=world["alice"], query=question, k=10, document_ids=[salaries.pk]) == []
+
+
+def test_a_full_chunks_tsvector_stays_in_its_row(world):
+    # Keyword search reads every candidate's tsvector once per term: out of line, each read
+    # was a fetch from the toast table (migration 0013). A full chunk with its vector is over
+    # the 2 kB row size at which PostgreSQL moves values out.
+    words = " ".join(f"word{n} topic{n % 7} subject{n % 11}" for n in range(120))
+    upload_and_index(world["sales"], "long.md", f"# Long\n\n{words}.\n".encode())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT min(pg_column_size(search_vector) + pg_column_size(embedding)),"
+            " count(pg_column_toast_chunk_id(search_vector)), count(*) FROM ingestion_chunk"
+        )
+        narrowest, toasted, chunks = cursor.fetchone()
+        cursor.execute(
+            "SELECT attstorage FROM pg_attribute"
+            " WHERE attrelid = 'ingestion_chunk'::regclass AND attname = 'search_vector'"
+        )
+        assert cursor.fetchone()[0] == "m"
+    assert chunks and narrowest > 2100  # the row would be toasted with default storage
+    assert toasted == 0
