@@ -569,11 +569,13 @@ def search_pass(user, queries, truth, kinds, *, warmup: int) -> dict:
     plan = search_plan(user)
     for q in queries[:warmup]:
         production(user, q)
-    times, recalls = [], []
-    for q, ids in zip(queries, truth, strict=False):
+    times, recalls, worst = [], [], []
+    for n, (q, ids) in enumerate(zip(queries, truth, strict=False)):
         found, t = timed(production, user, q)
         times.append(t)
         recalls.append(recall(found, ids))
+        if recalls[-1] < 0.5:  # a query the index failed: what came back instead
+            worst.append({"query": n, "recall": recalls[-1], "found": len(found)})
     return {
         "loadavg_1m": os.getloadavg()[0],
         "readable_rows": plan.rows,
@@ -584,6 +586,7 @@ def search_pass(user, queries, truth, kinds, *, warmup: int) -> dict:
             "recall": float(np.mean(recalls)),
             "recall_min": float(np.min(recalls)),
             "recall_by_query_kind": by_kind(recalls, kinds),
+            "recall_below_half": worst,
         },
     }
 
