@@ -212,3 +212,11 @@ def test_model_written_questions_are_kept_only_when_they_ask_about_the_fact():
     assert "Which potential orders are tracked as an opportunity?" in questions
     assert "What's your business idea?" not in questions
     assert "Are regional targets split by 31 January?" not in questions
+
+
+def test_a_title_does_not_end_a_sentence():
+    text = "The Compliance Officer is Dr. Helena Korte. The audit partner is Prof. Ralf Hollerbach."
+    assert list(ds._sentences(text)) == [
+        "The Compliance Officer is Dr. Helena Korte.",
+        "The audit partner is Prof. Ralf Hollerbach.",
+    ]

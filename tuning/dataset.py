@@ -183,7 +183,14 @@ _STOP = frozenset(
     ]
 )
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“(])")
+# A sentence ends at . ! or ? before a capital, a digit or an opening quote, but not after a
+# title: "The Compliance Officer is Dr. Helena Korte." is one sentence (split there, it trained
+# "Who is Dr?" -> "The Compliance Officer is Dr."). One lookbehind per title: Python's must each
+# have a fixed width.
+_TITLES = ("Dr", "Mr", "Mrs", "Ms", "Prof", "St", "Nr")
+_SENTENCE = re.compile(
+    "".join(rf"(?<!\b{t}\.)" for t in _TITLES) + r"(?<=[.!?])\s+(?=[A-Z0-9\"“(])"
+)
 _MARKUP = re.compile(r"\*\*|__|`|^#+\s*|^\s*(?:[-*•]|\d+[.)])\s+", re.MULTILINE)
 _UNITS = (
     r"working days|days?|weeks?|months?|years?|hours?|minutes?|km|kg|Wh|V|cycles|units|"
