@@ -555,11 +555,13 @@ async def chat_answer(ask: Ask) -> AsyncIterator[dict]:
                         Message.Status.REFUSED,
                         QueryLogEntry.Outcome.REFUSED,
                     )
-                    result.route_reason += " The passages found do not answer the question"
-                    result.route_reason += (
-                        "."
+                    confidence = (
+                        ""
                         if result.answerable is None
-                        else f" (the model's confidence that they do: {result.answerable:.0%})."
+                        else f" (the model's confidence that they do: {result.answerable:.0%})"
+                    )
+                    result.route_reason += (
+                        f" The passages found do not answer the question{confidence}."
                     )
                     result.checked_sources = []
                 text = "".join(parts)

@@ -57,6 +57,15 @@ def check_workers() -> dict:
     return {"workers": alive}
 
 
+def _probe(url: str, api_key: str) -> None:
+    """A model server's health or models URL answers 200 within HEALTH_LLM_TIMEOUT."""
+    response = httpx.get(
+        url, headers={"Authorization": f"Bearer {api_key}"}, timeout=settings.HEALTH_LLM_TIMEOUT
+    )
+    if response.status_code != 200:
+        raise RuntimeError(f"{url} answered HTTP {response.status_code}")
+
+
 def check_llm() -> dict:
     """The model server answers: llama.cpp's /health locally, /models elsewhere (vLLM, Ollama)."""
     from assistant.llm.conf import LLMConfig
@@ -66,13 +75,7 @@ def check_llm() -> dict:
         return {"backend": "fake"}
     base = config.base_url.rstrip("/")
     url = base.removesuffix("/v1") + "/health" if config.backend == "local" else base + "/models"
-    response = httpx.get(
-        url,
-        headers={"Authorization": f"Bearer {config.api_key}"},
-        timeout=settings.HEALTH_LLM_TIMEOUT,
-    )
-    if response.status_code != 200:
-        raise RuntimeError(f"{url} answered HTTP {response.status_code}")
+    _probe(url, config.api_key)
     return {"backend": config.backend, "model": config.model}
 
 
@@ -101,13 +104,7 @@ def check_adapters() -> dict:
         where = adapters.server_dir() / adapters.STATE
         raise RuntimeError(f"the adapters' model server is not running (no {where})")
     url = adapters.server_url(state) + "/health"
-    response = httpx.get(
-        url,
-        headers={"Authorization": f"Bearer {adapters.server_api_key()}"},
-        timeout=settings.HEALTH_LLM_TIMEOUT,
-    )
-    if response.status_code != 200:
-        raise RuntimeError(f"{url} answered HTTP {response.status_code}")
+    _probe(url, adapters.server_api_key())
     # Served can trail to_serve for a second or two: a new instance is loading the new set.
     return {
         "backend": backend,
